@@ -1,0 +1,273 @@
+"""ConsentStore: the append-only consent log on any SQLAlchemy database."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, insert, select
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ..categories import CATEGORY_NAMES
+from .tables import metadata, notices, records
+
+#: What a store call raises when the database cannot be reached or written.
+STORE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
+
+
+def join_categories(names: Sequence[str]) -> str:
+    return ",".join(c for c in CATEGORY_NAMES if c in names)
+
+
+def split_categories(value: str) -> list[str]:
+    return [c for c in value.split(",") if c]
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every time in the log is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """One decision to append to the log."""
+
+    event_id: str
+    occurred_at: datetime
+    site: str
+    subject: str
+    action: str
+    surface: str
+    granted: tuple[str, ...]
+    denied: tuple[str, ...]
+    withdrawn: tuple[str, ...]
+    policy_version: str
+    locale: str
+    notice_hash: str
+    gpc: bool
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeCopy:
+    notice_hash: str
+    locale: str
+    policy_version: str
+    texts: str  # canonical JSON, exactly as hashed
+
+
+@dataclass(slots=True)
+class RecordFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    site: str | None = None
+    subjects: Sequence[str] = field(default_factory=tuple)
+
+
+def _row_to_dict(row: Any) -> dict[str, Any]:
+    return {
+        "record_id": row.record_id,
+        "occurred_at": as_utc(row.occurred_at),
+        "site": row.site,
+        "subject": row.subject,
+        "action": row.action,
+        "surface": row.surface,
+        "granted": split_categories(row.granted),
+        "denied": split_categories(row.denied),
+        "withdrawn": split_categories(row.withdrawn),
+        "policy_version": row.policy_version,
+        "locale": row.locale,
+        "notice_hash": row.notice_hash,
+        "gpc": bool(row.gpc),
+        "expires_at": as_utc(row.expires_at),
+        "event_id": row.event_id,
+    }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; the busy timeout makes concurrent writers
+    # (several gunicorn workers) wait their turn instead of failing with "locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(uri: str) -> Engine:
+    url = make_url(uri)
+    options: dict[str, Any] = {}
+    if url.get_backend_name() != "sqlite":
+        options["pool_pre_ping"] = True
+    engine = create_engine(url, **options)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class ConsentStore:
+    """Appends decisions and answers the DPO's queries.
+
+    Through this API the log is append-only: there is no update and no delete of a record
+    here (retention and erasure live in the DPO tools).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._ready = False
+        self._lock = threading.Lock()
+        self._known_notices: set[str] = set()
+
+    @classmethod
+    def from_uri(cls, uri: str) -> ConsentStore:
+        return cls(make_engine(uri))
+
+    def create_all(self) -> None:
+        """Create the tables when missing (idempotent; safe from several processes)."""
+        with self._lock:
+            if not self._ready:
+                url = self.engine.url
+                if url.get_backend_name() == "sqlite" and url.database not in (
+                    None,
+                    "",
+                    ":memory:",
+                ):
+                    # The default database lives in the instance folder, which may not exist.
+                    os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+                metadata.create_all(self.engine, checkfirst=True)
+                self._ready = True
+
+    def _connect(self) -> Connection:
+        if not self._ready:
+            self.create_all()
+        return self.engine.connect()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def store_notice(self, notice: NoticeCopy) -> None:
+        """Store a notice's texts once per hash (idempotent, safe between processes).
+
+        Committed before the record that references it, in its own transaction: the texts
+        are content-addressed, so storing them twice or early is harmless.
+        """
+        if notice.notice_hash in self._known_notices:
+            return
+        if not self._ready:
+            self.create_all()
+        with self.engine.connect() as conn:
+            exists = conn.execute(
+                select(notices.c.notice_hash).where(notices.c.notice_hash == notice.notice_hash)
+            ).first()
+        if exists is None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(notices).values(
+                            notice_hash=notice.notice_hash,
+                            locale=notice.locale,
+                            policy_version=notice.policy_version,
+                            created_at=datetime.now(UTC),
+                            texts=notice.texts,
+                        )
+                    )
+            except IntegrityError:
+                pass  # another process stored the same texts first
+        self._known_notices.add(notice.notice_hash)
+
+    def record(self, new: NewRecord, notice: NoticeCopy) -> int:
+        """Append one decision (after storing its notice texts). Returns its record id."""
+        if new.notice_hash != notice.notice_hash:
+            raise ValueError("record and notice disagree on the notice hash")
+        self.store_notice(notice)
+        with self._connect() as conn, conn.begin():
+            result = conn.execute(
+                insert(records)
+                .values(
+                    event_id=new.event_id,
+                    occurred_at=new.occurred_at,
+                    site=new.site,
+                    subject=new.subject,
+                    action=new.action,
+                    surface=new.surface,
+                    granted=join_categories(new.granted),
+                    denied=join_categories(new.denied),
+                    withdrawn=join_categories(new.withdrawn),
+                    policy_version=new.policy_version,
+                    locale=new.locale,
+                    notice_hash=new.notice_hash,
+                    gpc=new.gpc,
+                    expires_at=new.expires_at,
+                )
+                .returning(records.c.record_id)
+            )
+            return int(result.scalar_one())
+
+    # -- reading -------------------------------------------------------------------------
+
+    def last_granted(self, subjects: Sequence[str]) -> list[str] | None:
+        """Categories granted by the latest decision of any of these subject hashes."""
+        if not subjects:
+            return None
+        with self._connect() as conn:
+            row = conn.execute(
+                select(records.c.granted)
+                .where(records.c.subject.in_(list(subjects)))
+                .order_by(records.c.record_id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else split_categories(row.granted)
+
+    def history(self, subjects: Sequence[str]) -> list[dict[str, Any]]:
+        """Every decision of a subject (all its subject hashes), oldest first."""
+        return list(self.iter_records(RecordFilter(subjects=subjects)))
+
+    def iter_records(
+        self, filters: RecordFilter | None = None, *, batch_size: int = 2000
+    ) -> Iterator[dict[str, Any]]:
+        """Records in ``record_id`` order, read in keyset-paginated batches (flat memory)."""
+        filters = filters or RecordFilter()
+        conditions = []
+        if filters.since is not None:
+            conditions.append(records.c.occurred_at >= filters.since)
+        if filters.until is not None:
+            conditions.append(records.c.occurred_at < filters.until)
+        if filters.site is not None:
+            conditions.append(records.c.site == filters.site)
+        if filters.subjects:
+            conditions.append(records.c.subject.in_(list(filters.subjects)))
+        last_id = 0
+        while True:
+            query = (
+                select(records)
+                .where(records.c.record_id > last_id, *conditions)
+                .order_by(records.c.record_id)
+                .limit(batch_size)
+            )
+            with self._connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_dict(row)
+            last_id = rows[-1].record_id
+            if len(rows) < batch_size:
+                return
+
+    def notice(self, notice_hash: str) -> NoticeCopy | None:
+        with self._connect() as conn:
+            row = conn.execute(select(notices).where(notices.c.notice_hash == notice_hash)).first()
+        if row is None:
+            return None
+        return NoticeCopy(row.notice_hash, row.locale, row.policy_version, row.texts)
+
+    def count(self) -> int:
+        with self._connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
