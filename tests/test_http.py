@@ -364,3 +364,14 @@ def test_state_json_consent_id_matches_cookie(app, client):
     state = client.get("/consent", headers={"Accept": "application/json"}).get_json()
     assert state["consent_id"] == body["consent_id"]
     assert SECRET not in json.dumps(state)
+
+
+def test_form_asking_for_json_gets_the_state(app, client):
+    response = client.post(
+        "/consent",
+        data={"action": "custom", "granted": ["statistics"], "next": "/x"},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.get_json()["granted"] == ["functional", "statistics"]
+    assert cookie_of(response) is not None

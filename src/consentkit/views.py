@@ -172,7 +172,9 @@ def post_decision() -> Response:
     st = get_state()
     settings = st.settings
     mimetype = request.mimetype
-    as_json = mimetype == "application/json" or (mimetype not in _FORM_TYPES and wants_json())
+    json_body = mimetype == "application/json"
+    # A form posted by consentkit.js asks for JSON with its Accept header.
+    as_json = json_body or wants_json()
 
     if not same_origin():
         return error_response(403, "cross-origin request refused", as_json=as_json)
@@ -205,7 +207,7 @@ def post_decision() -> Response:
     except HTTPException as exc:  # malformed multipart and the like
         return error_response(400, f"malformed request body: {exc.description}", as_json=as_json)
 
-    if as_json and "next" in data:
+    if json_body and "next" in data:
         dup_errors = {**dup_errors, "next": ["only for form submissions"]}
     try:
         decision_in = _decision_schema.load(data)
