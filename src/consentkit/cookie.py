@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadData, BadSignature, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from .state import UNDECIDED, ConsentState
 
@@ -30,6 +31,7 @@ MAX_COOKIE_LENGTH = 512
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 _POLICY = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 _FLAGS = re.compile(r"^1[01]{3}$")  # functional is always "1"
+_TOKEN = re.compile(r"^\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
 
 class ConsentCookieCodec:
@@ -70,7 +72,7 @@ class ConsentCookieCodec:
 
         The returned state may carry an older policy version: see :meth:`loads`.
         """
-        if not value or len(value) > MAX_COOKIE_LENGTH:
+        if not value or len(value) > MAX_COOKIE_LENGTH or not _canonical(value):
             return None
         try:
             payload = self._serializer.loads(value, max_age=self.max_age)
@@ -86,6 +88,20 @@ class ConsentCookieCodec:
         if state is None or state.policy_version != policy_version:
             return UNDECIDED
         return state
+
+
+def _canonical(token: str) -> bool:
+    """Only the exact bytes consentkit wrote verify. base64 decoders skip stray characters
+    and ignore padding bits, so ``token + "::"`` would otherwise verify as the same cookie."""
+    if not _TOKEN.match(token):
+        return False
+    for part in token.lstrip(".").split("."):
+        try:
+            if base64_encode(base64_decode(part)).decode() != part:
+                return False
+        except BadData:
+            return False
+    return True
 
 
 def _validate(payload: Any) -> ConsentState | None:
