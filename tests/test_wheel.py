@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -59,9 +60,15 @@ def test_wheel_installs_and_renders_french(tmp_path):
         check=True,
         capture_output=True,
     )
-    # Run outside the source tree so the installed package, not src/, is imported.
+    # Run outside the source tree, without PYTHONPATH, so the installed package is imported.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [str(python), "-c", SCRIPT], cwd=tmp_path, check=True, capture_output=True, text=True
+        [str(python), "-c", SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert "Gérer le consentement aux cookies" in result.stdout
     assert "Tout refuser" in result.stdout
