@@ -375,3 +375,26 @@ def test_form_asking_for_json_gets_the_state(app, client):
     assert response.status_code == 200
     assert response.get_json()["granted"] == ["functional", "statistics"]
     assert cookie_of(response) is not None
+
+
+def test_ordinary_page_views_never_touch_the_database(app, client):
+    from sqlalchemy import event
+
+    engine = app.extensions["consentkit"].store.engine
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        client.get("/")  # undecided: banner rendered
+        client.post("/consent", json={"action": "accept_all"})
+        during_post = len(statements)
+        assert during_post > 0  # the listener does see the store's queries
+        for path in ("/", "/article/3", "/consent"):
+            client.get(path)
+        client.get("/consent", headers={"Accept": "application/json"})
+        assert len(statements) == during_post
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
