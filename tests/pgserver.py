@@ -120,11 +120,14 @@ def _free_port() -> int:
 class PostgresServer:
     """A private PostgreSQL cluster in a temporary directory, reachable on 127.0.0.1 only."""
 
-    def __init__(self, *, base_dir: str | None = None) -> None:
+    def __init__(self, *, base_dir: str | None = None, durable: bool = False) -> None:
         # base_dir: parent of the temporary directory (default: the system temp dir, i.e.
         # /tmp). When running as root it must be traversable by the postgres user, and it
         # should be short: the unix socket path is limited to ~100 bytes.
         self.base_dir = base_dir
+        # durable=True keeps PostgreSQL's own fsync/synchronous_commit (benchmarks measure
+        # what a production server does); tests trade durability for speed.
+        self.durable = durable
         self.user = SUPERUSER
         self.port: int | None = None
         self.bin_dir: str | None = None
@@ -356,12 +359,11 @@ class PostgresServer:
             "port": str(port),
             "listen_addresses": _conf_quote(HOST),
             "unix_socket_directories": _conf_quote(self.socket_dir),
-            # Speed over durability: the cluster is thrown away at the end of the session.
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
             "max_connections": "100",
         }
+        if not self.durable:
+            # Speed over durability: the cluster is thrown away at the end of the session.
+            settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         path = os.path.join(self.data_dir, _SETTINGS_FILE)
         with open(path, "w", encoding="utf-8") as f:
             f.writelines(f"{key} = {value}\n" for key, value in settings.items())

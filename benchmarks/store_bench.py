@@ -1,0 +1,231 @@
+"""B3, B4 and B6: the consent log's write rate, export rate and size.
+
+B3: ``POST /consent`` decisions per second / raw SQLAlchemy single-row insert + commit per
+second on the same database (SQLite, and a PostgreSQL server with its default durability).
+B4: export of BENCH_EXPORT_ROWS (default 1,000,000) records to CSV: rows per second /
+raw SQLAlchemy streaming + ``csv.writer``, and the peak resident memory of the export.
+B6: bytes per record on PostgreSQL (table + indexes + notices).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from common import ROOT, Result, make_app, report
+from sqlalchemy import create_engine, insert, select, text
+
+DECISIONS = int(os.environ.get("BENCH_DECISIONS", "1000"))
+EXPORT_ROWS = int(os.environ.get("BENCH_EXPORT_ROWS", "1000000"))
+
+
+def _row(i: int, notice_hash: str) -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {
+        "event_id": uuid.uuid4().hex,
+        "occurred_at": now,
+        "site": "bench",
+        "subject": f"{i:064x}",
+        "action": "accept_all",
+        "surface": "banner",
+        "granted": "functional,preferences,statistics,marketing",
+        "denied": "",
+        "withdrawn": "",
+        "policy_version": "1",
+        "locale": "en",
+        "notice_hash": notice_hash,
+        "gpc": False,
+        "expires_at": now + timedelta(days=183),
+    }
+
+
+def decisions_per_second(uri: str, label: str) -> None:
+    from consentkit.store import records
+
+    app = make_app(with_consentkit=True, database_uri=uri)
+    store = app.extensions["consentkit"].store
+    client = app.test_client()
+    client.post("/consent", json={"action": "reject_all"})  # creates tables, stores the notice
+    with store.engine.connect() as conn:
+        notice_hash = conn.execute(select(records.c.notice_hash)).scalar_one()
+    engine = create_engine(uri)  # a separate engine, as a plain app would have
+
+    def post() -> None:
+        c = app.test_client()  # a new visitor each time: the common first decision
+        assert c.post("/consent", json={"action": "accept_all"}).status_code == 200
+
+    def raw(i: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(records).values(**_row(i, notice_hash)))
+
+    # Alternate blocks of 50 so both see the same machine conditions.
+    t_post = t_raw = 0.0
+    done = 0
+    while done < DECISIONS:
+        start = time.perf_counter()
+        for _ in range(50):
+            post()
+        t_post += time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(50):
+            raw(10**9 + done + i)
+        t_raw += time.perf_counter() - start
+        done += 50
+    engine.dispose()
+    store.dispose()
+    ratio = (done / t_post) / (done / t_raw)
+    report(
+        Result(
+            "B3",
+            f"POST /consent per s / raw insert+commit per s, {label} ({done / t_post:.0f} vs {done / t_raw:.0f}/s)",
+            ratio,
+            ">= 0.8",
+            ratio >= 0.8,
+            "x",
+        )
+    )
+
+
+def fill(uri: str, rows: int) -> None:
+    """Bulk-load generated records through the store's own tables."""
+    from consentkit.store import ConsentStore, NoticeCopy, records
+
+    store = ConsentStore.from_uri(uri)
+    store.create_all()
+    store.store_notice(NoticeCopy("0" * 64, "en", "1", "{}"))
+    batch = []
+    with store.engine.begin() as conn:
+        for i in range(rows):
+            batch.append(_row(i, "0" * 64))
+            if len(batch) == 10_000:
+                conn.execute(insert(records), batch)
+                batch = []
+        if batch:
+            conn.execute(insert(records), batch)
+    store.dispose()
+
+
+_EXPORT_CHILD = """
+import csv, resource, sys, time
+sys.path.insert(0, {bench!r})
+mode, uri, out = sys.argv[1:4]
+start = time.perf_counter()
+if mode == "consentkit":
+    from consentkit.export import write_csv
+    from consentkit.store import ConsentStore
+    store = ConsentStore.from_uri(uri)
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        n = write_csv(store.iter_records(), fh)
+else:
+    from sqlalchemy import create_engine, select
+    from consentkit.store import records
+    engine = create_engine(uri)
+    n = 0
+    with engine.connect() as conn, open(out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        result = conn.execution_options(stream_results=True, yield_per=2000).execute(
+            select(records).order_by(records.c.record_id))
+        for row in result:
+            writer.writerow(row)
+            n += 1
+elapsed = time.perf_counter() - start
+peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(n, elapsed, peak_kib)
+"""
+
+
+def export_rate(uri: str, label: str) -> None:
+    out = Path(tempfile.mkdtemp(prefix="ck-bench-export-")) / "out.csv"
+    results = {}
+    for mode in ("raw", "consentkit", "raw", "consentkit"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _EXPORT_CHILD.format(bench=str(ROOT / "benchmarks")),
+                mode,
+                uri,
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        n, elapsed, peak = proc.stdout.split()
+        assert int(n) == EXPORT_ROWS, (n, EXPORT_ROWS)
+        best = results.get(mode)
+        if best is None or float(elapsed) < best[0]:
+            results[mode] = (float(elapsed), int(peak) / 1024)
+    ck_rate = EXPORT_ROWS / results["consentkit"][0]
+    raw_rate = EXPORT_ROWS / results["raw"][0]
+    ratio = ck_rate / raw_rate
+    report(
+        Result(
+            "B4",
+            f"CSV export rows/s / raw streaming + csv.writer, {label} ({ck_rate:,.0f} vs {raw_rate:,.0f}/s)",
+            ratio,
+            ">= 0.7",
+            ratio >= 0.7,
+            "x",
+        )
+    )
+    peak = results["consentkit"][1]
+    report(
+        Result(
+            "B4",
+            f"CSV export of {EXPORT_ROWS:,} rows, peak resident memory, {label}",
+            peak,
+            "<= 150",
+            peak <= 150,
+            " MB",
+        )
+    )
+
+
+def bytes_per_record(uri: str, rows: int) -> None:
+    engine = create_engine(uri)
+    with engine.connect() as conn:
+        size = conn.execute(
+            text(
+                "SELECT pg_total_relation_size('consentkit_records')"
+                " + pg_total_relation_size('consentkit_notices')"
+            )
+        ).scalar_one()
+    engine.dispose()
+    per = size / rows
+    report(
+        Result(
+            "B6",
+            f"bytes per record on PostgreSQL (table + indexes, {rows:,} rows)",
+            per,
+            "aim <= 300",
+            None,
+            " B",
+        )
+    )
+
+
+def main() -> None:
+    from pgserver import PostgresServer
+
+    tmp = Path(tempfile.mkdtemp(prefix="ck-bench-store-"))
+    decisions_per_second(f"sqlite:///{tmp}/b3.sqlite3", "SQLite")
+    with PostgresServer(durable=True) as pg:
+        decisions_per_second(pg.create_database("b3"), "PostgreSQL")
+        uri = pg.create_database("b4")
+        fill(uri, EXPORT_ROWS)
+        export_rate(uri, "PostgreSQL")
+        bytes_per_record(uri, EXPORT_ROWS)
+    sqlite_uri = f"sqlite:///{tmp}/b4.sqlite3"
+    fill(sqlite_uri, EXPORT_ROWS)
+    export_rate(sqlite_uri, "SQLite")
+
+
+if __name__ == "__main__":
+    main()
