@@ -1,4 +1,189 @@
-/* consentkit: progressive enhancement only; every control works without this file. */
-(function () {
+/* consentkit: progressive enhancement only. Every control is a real form or link that
+   works without this file; with it, choices are saved with fetch and applied in place. */
+(function (d, w) {
   "use strict";
-})();
+  var cfg = {};
+  try {
+    cfg = JSON.parse(d.getElementById("consentkit-config").textContent) || {};
+  } catch (e) { /* no config: forms still work, no cookie list */ }
+  var state = cfg.state;
+  var $ = function (id) { return d.getElementById(id); };
+  var all = function (sel, root) { return [].slice.call((root || d).querySelectorAll(sel)); };
+  var banner = $("ck-banner"), done = $("ck-done"), panel = $("ck-panel");
+  var opener, busy;
+
+  function granted(s, c) { return s.granted.indexOf(c) > -1; }
+
+  // Gated markup of granted categories becomes live: scripts are re-created (a copied
+  // script never runs), iframes and images get their src.
+  function activate(s) {
+    all("[data-consentkit]").forEach(function (x) {
+      var c = x.getAttribute("data-consentkit"), src = x.getAttribute("data-src");
+      if (!granted(s, c)) return;
+      if (x.tagName == "SCRIPT") {
+        if (x.type != "text/plain") return;
+        var n = d.createElement("script");
+        [].forEach.call(x.attributes, function (a) {
+          if (!/^(type|data-src|nonce)$/.test(a.name)) n.setAttribute(a.name, a.value);
+        });
+        n.nonce = x.nonce; // the attribute is blanked once a CSP is in force
+        if (src) { n.src = src; n.async = false; }
+        n.text = x.text;
+        x.parentNode.replaceChild(n, x);
+      } else if (src) {
+        x.src = src;
+        x.removeAttribute("data-src");
+        x.hidden = false;
+      }
+    });
+    all("[data-consentkit-placeholder]").forEach(function (p) {
+      if (granted(s, p.getAttribute("data-consentkit-placeholder"))) p.remove();
+    });
+  }
+
+  function glob(p) {
+    return new RegExp("^" + p.split("*").map(function (t) {
+      return t.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+    }).join(".*") + "$");
+  }
+
+  // Delete the JavaScript-visible cookies declared under refused categories, on this host
+  // and its parent domains, at the declared path (the server expires HttpOnly ones).
+  function purge(s) {
+    var parts = location.hostname.split("."), doms = [""], i;
+    var tail = ";max-age=0" + (location.protocol == "https:" ? ";secure" : "");
+    for (i = 0; i < parts.length - 1; i++) doms.push(";domain=" + parts.slice(i).join("."));
+    s.denied.forEach(function (c) {
+      ((cfg.cookies || {})[c] || []).forEach(function (k) {
+        var re = glob(k.name);
+        d.cookie.split(";").forEach(function (pair) {
+          var name = pair.split("=")[0].trim();
+          if (!re.test(name)) return;
+          doms.concat(k.domain ? [";domain=" + k.domain] : []).forEach(function (dom) {
+            [k.path || "/", "/"].forEach(function (path) {
+              d.cookie = name + "=;path=" + path + dom + tail;
+            });
+          });
+        });
+      });
+    });
+  }
+
+  function consentMode(s) {
+    if (!cfg.consentMode) return;
+    var v = function (c) { return granted(s, c) ? "granted" : "denied"; };
+    var gtag = w.gtag || function () { (w.dataLayer = w.dataLayer || []).push(arguments); };
+    gtag("consent", "update", {
+      analytics_storage: v("statistics"),
+      ad_storage: v("marketing"),
+      ad_user_data: v("marketing"),
+      ad_personalization: v("marketing"),
+      personalization_storage: v("preferences")
+    });
+  }
+
+  function sync() { // the switches show the saved choice (unsaved changes are dropped)
+    if (state) all("input[name=granted]").forEach(function (i) { i.checked = granted(state, i.value); });
+  }
+
+  function visible(x) { return x && x.isConnected && x.getClientRects().length > 0; }
+
+  function applyDecision(s, form) {
+    var fromPanel = panel && panel.open;
+    var place = form.closest("[data-consentkit-placeholder]");
+    var frame = place && place.previousElementSibling; // the gated iframe it stands for
+    state = s;
+    activate(s);
+    purge(s);
+    sync();
+    consentMode(s);
+    if (banner) banner.hidden = true;
+    all(".ck-status").forEach(function (x) { x.hidden = x != done; });
+    if (!place && done) done.hidden = false;
+    if (fromPanel) panel.close(); // the close listener moves focus
+    else if (frame && visible(frame)) frame.focus();
+    else if (!place && done) done.focus();
+    d.dispatchEvent(new CustomEvent("consentkit:change", { detail: s }));
+  }
+
+  // A normal submission: the server answers with a 303 back to the page, or a clear error.
+  function submitNatively(form, button) {
+    if (button && button.name) {
+      var i = d.createElement("input");
+      i.type = "hidden";
+      i.name = button.name;
+      i.value = button.value;
+      form.appendChild(i);
+    }
+    HTMLFormElement.prototype.submit.call(form);
+  }
+
+  d.addEventListener("submit", function (e) {
+    var form = e.target, button = e.submitter;
+    var allow = form.getAttribute("data-consentkit-allow");
+    if (!w.fetch || !/^post$/i.test(form.getAttribute("method")) || button && button.getAttribute("formmethod") ||
+        !(allow || form.closest(".ck-root,.ck-banner,.ck-page"))) return;
+    e.preventDefault();
+    if (busy) return;
+    var data = new FormData(form);
+    if (button && button.name) data.append(button.name, button.value);
+    if (allow && state) { // allow one more category on top of what is granted now
+      data.set("action", "custom");
+      data.delete("granted");
+      state.granted.concat(allow).forEach(function (c, i, list) {
+        if (c != "functional" && list.indexOf(c) == i) data.append("granted", c);
+      });
+    }
+    busy = true;
+    // getAttribute: the form's fields named "action" shadow the form.action property
+    fetch(form.getAttribute("action") || location.href, {
+      method: "POST",
+      body: new URLSearchParams(data),
+      headers: { Accept: "application/json" },
+      credentials: "same-origin"
+    }).then(function (r) {
+      if (!r.ok) throw r.status;
+      return r.json();
+    }).then(function (s) {
+      busy = false;
+      applyDecision(s, form);
+    }, function () {
+      busy = false;
+      submitNatively(form, button);
+    });
+  });
+
+  d.addEventListener("click", function (e) {
+    var t = e.target;
+    if (!t.closest) return;
+    var open = t.closest("[data-consentkit-open]"), close = t.closest("[data-consentkit-close]");
+    if (open && panel && panel.showModal && !(e.ctrlKey || e.metaKey || e.shiftKey)) {
+      e.preventDefault();
+      opener = open;
+      sync();
+      panel.showModal();
+      $("ck-panel-title").focus();
+    } else if (close) {
+      if (close.closest("dialog")) close.closest("dialog").close();
+      else close.parentNode.hidden = true;
+    }
+  });
+
+  if (panel) {
+    panel.addEventListener("close", function () {
+      // Back to the control that opened the panel, or to the confirmation if that control
+      // went away with the banner.
+      var target = visible(opener) ? opener : done && !done.hidden ? done : null;
+      if (target) target.focus();
+    });
+    all("[data-consentkit-open]").forEach(function (o) { o.setAttribute("aria-haspopup", "dialog"); });
+  }
+  if (banner) { // first in reading and tab order, without taking focus on page load
+    d.body.insertBefore(banner, d.body.firstChild);
+    if (done) d.body.insertBefore(done, banner.nextSibling);
+  }
+  if (state) {
+    activate(state);
+    purge(state);
+  }
+})(document, window);
