@@ -26,3 +26,18 @@ catalogs: bootstrap
 	  --copyright-holder "consentkit contributors" -o src/consentkit/translations/consentkit.pot .
 	$(VENV)/bin/pybabel update -D consentkit -i src/consentkit/translations/consentkit.pot \
 	  -d src/consentkit/translations --width 100
+
+# Production checks with real servers (a private PostgreSQL, gunicorn; loopback only). Each
+# prints its figures and records them in benchmarks/RESULTS.md.
+.PHONY: load-test outage-test
+load-test: bootstrap
+	$(PY) benchmarks/load_test.py --write
+
+outage-test: bootstrap
+	$(PY) benchmarks/outage_test.py --write
+
+# The performance targets (benchmarks/run.py): each prints measured, target, PASS/FAIL and
+# the full-size run rewrites its section of benchmarks/RESULTS.md.
+.PHONY: bench
+bench: bootstrap
+	$(PY) benchmarks/run.py

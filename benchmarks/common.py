@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template_string
+from flask import Flask, render_template
+from jinja2 import DictLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # pgserver
@@ -71,9 +72,12 @@ def make_app(*, with_consentkit: bool, database_uri: str | None = None) -> Flask
             consentkit_head=lambda: "", consentkit_banner=lambda: "", consent=_Granted()
         )
 
+    # A template file as a real site has: compiled once, then rendered per request.
+    app.jinja_loader = DictLoader({"article.html": ARTICLE})
+
     @app.get("/article")
     def article() -> str:
-        return render_template_string(ARTICLE, **CONTEXT)
+        return render_template("article.html", **CONTEXT)
 
     return app
 

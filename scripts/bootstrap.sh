@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Make a fresh Debian machine (python3, pip, git, apt) ready to run the test suite:
 #   1. system packages: PostgreSQL server binaries (tests/pgserver.py runs a throw-away
-#      cluster), Chromium (browser tests), python3-venv when .venv must be created;
-#   2. .venv with the project installed editable, with its dev extras.
+#      cluster), Chromium (browser tests), python3-venv when .venv must be created,
+#      nodejs and npm when npm is missing;
+#   2. .venv with the project installed editable, with its dev extras;
+#   3. axe-core for the browser tests (npm ci --prefix tests/browser) when missing.
 # Idempotent: every step checks first and does nothing when already done.
 #
 # Usage: scripts/bootstrap.sh [--system-only]
@@ -109,6 +111,14 @@ system_packages() {
         missing+=(chromium fonts-liberation)
     fi
 
+    # npm installs the browser tests' JavaScript dependency (axe-core, tests/browser).
+    if command -v npm >/dev/null 2>&1; then
+        log "npm: found $(command -v npm)"
+    else
+        log "npm: not found, will install nodejs npm"
+        missing+=(nodejs npm)
+    fi
+
     # Debian's python3 has no ensurepip (so no `python3 -m venv`) without python3-venv.
     # Checked in --system-only mode too: that mode may be the only one run with root rights.
     if [[ ! -x .venv/bin/pip ]]; then
@@ -158,10 +168,22 @@ python_env() {
     fi
 }
 
+# axe-core for the browser tests' accessibility checks, at the version pinned by
+# tests/browser/package-lock.json.
+browser_test_deps() {
+    if [[ -f tests/browser/node_modules/axe-core/axe.min.js ]]; then
+        log "npm: tests/browser/node_modules/axe-core present"
+    else
+        log "npm: npm ci --prefix tests/browser"
+        npm ci --prefix tests/browser --no-audit --no-fund
+    fi
+}
+
 system_packages
 if [[ "$SYSTEM_ONLY" == 1 ]]; then
     log "done (--system-only)"
     exit 0
 fi
 python_env
+browser_test_deps
 log "done"

@@ -181,7 +181,11 @@ def test_database_outage_is_503_and_not_acknowledged(make_app, tmp_path):
     # so nothing the visitor was told is lost.
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    app = make_app(CONSENTKIT_DATABASE_URI=f"sqlite:///{blocker}/sub/log.sqlite3")
+    # The outage spool cannot be written either (tests/test_spool.py covers the spool).
+    app = make_app(
+        CONSENTKIT_DATABASE_URI=f"sqlite:///{blocker}/sub/log.sqlite3",
+        CONSENTKIT_SPOOL_DIR=str(blocker / "spool"),
+    )
     response = app.test_client().post("/consent", json={"action": "accept_all"})
     assert response.status_code == 503
     assert cookie_of(response) is None

@@ -195,3 +195,13 @@ def test_decide_then_encode_is_small_and_valid():
     )
     token = codec().dumps(decision.state)
     assert codec().loads(token, policy_version="1").marketing
+
+
+def test_a_remembered_cookie_still_expires(monkeypatch):
+    one = codec(max_age=60)
+    token = one.dumps(decided())
+    assert one.loads(token, policy_version="1").decided  # verified, now remembered
+    assert one.loads(token, policy_version="1").decided  # served from memory
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 61)
+    assert not one.loads(token, policy_version="1").decided

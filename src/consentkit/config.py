@@ -8,6 +8,7 @@ than on a visitor's request.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from .keys import derive_key
 
 PREFIX = "CONSENTKIT_"
 
@@ -43,6 +46,19 @@ DEFAULTS: dict[str, Any] = {
     "CONSENTKIT_SUBJECT_KEY": None,
     "CONSENTKIT_SUBJECT_KEY_FALLBACKS": (),
     "CONSENTKIT_MAX_BODY": 4096,
+    # Where decisions wait while the database is unreachable: None = "consentkit-spool" in
+    # the instance folder; a relative path is taken from the instance folder; False = no
+    # spool (an outage then answers 503 and acknowledges nothing).
+    "CONSENTKIT_SPOOL_DIR": None,
+    "CONSENTKIT_GOOGLE_CONSENT_MODE": False,
+    # Tamper evidence: the key that MACs each record (default: derived from SECRET_KEY and
+    # its fallbacks) and older keys still accepted by verify after a rotation.
+    "CONSENTKIT_LOG_KEY": None,
+    "CONSENTKIT_LOG_KEY_FALLBACKS": (),
+    # A legal hold (True or a reference such as a case number) suspends erasure and purge.
+    "CONSENTKIT_LEGAL_HOLD": None,
+    # Statistics: groups with fewer decisions than this are shown as "< k", without rates.
+    "CONSENTKIT_STATS_MIN_COUNT": 10,
 }
 
 #: CNIL: a choice may be kept at most 13 months.
@@ -88,6 +104,11 @@ class Settings:
     secret_keys: tuple[bytes, ...]  # fallbacks first, current key last (itsdangerous order)
     subject_keys: tuple[bytes, ...]  # current first, then fallbacks for look-ups
     max_body: int
+    log_keys: tuple[bytes, ...]  # current first, then older keys verify still accepts
+    legal_hold: str | None  # None: no hold
+    stats_min_count: int
+    spool_dir: str | None  # absolute; None: no spool
+    google_consent_mode: bool
 
 
 def option_key(option: str) -> str:
@@ -142,6 +163,51 @@ def _secret_keys(config: Mapping[str, Any]) -> tuple[bytes, ...]:
         raise ConfigError("SECRET_KEY_FALLBACKS", "must be a list of keys")
     keys = [_key_bytes("SECRET_KEY_FALLBACKS", k) for k in fallbacks]
     return (*keys, _key_bytes("SECRET_KEY", current))
+
+
+def _spool_dir(value: Any, instance_path: str) -> str | None:
+    key = "CONSENTKIT_SPOOL_DIR"
+    if value is False:
+        return None
+    if value is None:
+        return os.path.join(os.path.abspath(instance_path), "consentkit-spool")
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigError(key, f"expected a directory path, None or False, got {value!r}")
+    return os.path.join(os.path.abspath(instance_path), value)
+
+
+def _dpo_settings(
+    config: Mapping[str, Any], secret_keys: tuple[bytes, ...]
+) -> tuple[tuple[bytes, ...], str | None, int]:
+    """Log keys (current first), legal hold and the statistics threshold."""
+    log_key = config["CONSENTKIT_LOG_KEY"]
+    fallbacks = config["CONSENTKIT_LOG_KEY_FALLBACKS"]
+    if isinstance(fallbacks, str | bytes) or not isinstance(fallbacks, Sequence):
+        raise ConfigError("CONSENTKIT_LOG_KEY_FALLBACKS", "must be a list of keys")
+    if log_key is not None:
+        keys = [_key_bytes("CONSENTKIT_LOG_KEY", log_key)]
+    else:
+        keys = [derive_key(k, "log") for k in reversed(secret_keys)]
+    keys.extend(_key_bytes("CONSENTKIT_LOG_KEY_FALLBACKS", k) for k in fallbacks)
+
+    hold = config["CONSENTKIT_LEGAL_HOLD"]
+    if hold is None or hold is False:
+        legal_hold = None
+    elif hold is True:
+        legal_hold = "legal hold"
+    elif isinstance(hold, str) and hold.strip():
+        legal_hold = hold.strip()
+    else:
+        raise ConfigError(
+            "CONSENTKIT_LEGAL_HOLD", f"expected None, False, True or a reference, got {hold!r}"
+        )
+
+    k = config["CONSENTKIT_STATS_MIN_COUNT"]
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+        raise ConfigError("CONSENTKIT_STATS_MIN_COUNT", f"expected 1..1000, got {k!r}")
+    return tuple(keys), legal_hold, k
 
 
 def _locales(config: Mapping[str, Any], available: Sequence[str]) -> tuple[tuple[str, ...], str]:
@@ -273,8 +339,19 @@ def load_settings(
     if isinstance(fallbacks, str | bytes) or not isinstance(fallbacks, Sequence):
         raise ConfigError("CONSENTKIT_SUBJECT_KEY_FALLBACKS", "must be a list of keys")
     subject_keys.extend(_key_bytes("CONSENTKIT_SUBJECT_KEY_FALLBACKS", k) for k in fallbacks)
+    if fallbacks and subject_key is None:
+        # Without a current key the first fallback would silently become the one that
+        # names new records.
+        raise ConfigError(
+            "CONSENTKIT_SUBJECT_KEY_FALLBACKS",
+            "needs CONSENTKIT_SUBJECT_KEY (the current key; fallbacks are only for look-ups)",
+        )
 
+    log_keys, legal_hold, stats_min_count = _dpo_settings(config, secret_keys)
     return Settings(
+        log_keys=log_keys,
+        legal_hold=legal_hold,
+        stats_min_count=stats_min_count,
         database_uri=uri,
         policy_version=policy,
         cookie_name=name,
@@ -297,4 +374,8 @@ def load_settings(
         secret_keys=secret_keys,
         subject_keys=tuple(subject_keys),
         max_body=max_body,
+        spool_dir=_spool_dir(config["CONSENTKIT_SPOOL_DIR"], instance_path),
+        google_consent_mode=_bool(
+            "CONSENTKIT_GOOGLE_CONSENT_MODE", config["CONSENTKIT_GOOGLE_CONSENT_MODE"]
+        ),
     )

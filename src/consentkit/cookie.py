@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ SALT = "consentkit.consent-cookie"
 #: Browsers keep cookies up to 4 KB, but a legitimate consent cookie is under 200 bytes;
 #: refusing anything longer keeps hostile cookies from costing CPU.
 MAX_COOKIE_LENGTH = 512
+#: How many verified cookie values one process remembers.
+VERIFIED_CACHE_SIZE = 10_000
 
 _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 _POLICY = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
@@ -44,6 +47,10 @@ class ConsentCookieCodec:
 
     def __init__(self, secret_keys: Sequence[bytes], *, max_age: int) -> None:
         self.max_age = max_age
+        # Cookie values already verified in this process: a returning visitor's next page
+        # costs a dictionary look-up, not an HMAC and a JSON parse. Only verified values
+        # enter; their age is still checked on every use.
+        self._verified: dict[str, ConsentState] = {}
         self._serializer = URLSafeTimedSerializer(
             list(secret_keys),
             salt=SALT,
@@ -72,15 +79,33 @@ class ConsentCookieCodec:
 
         The returned state may carry an older policy version: see :meth:`loads`.
         """
-        if not value or len(value) > MAX_COOKIE_LENGTH or not _canonical(value):
+        if not value:
+            return None
+        known = self._verified.get(value)
+        if known is not None:
+            if self._fresh(known):
+                return known
+            self._verified.pop(value, None)
+            return None
+        if len(value) > MAX_COOKIE_LENGTH or not _canonical(value):
             return None
         try:
             payload = self._serializer.loads(value, max_age=self.max_age)
         except BadSignature:  # includes SignatureExpired and payload decoding errors
             return None
-        except Exception:
+        except Exception:  # hostile bytes must never become a 500
             return None
-        return _validate(payload)
+        state = _validate(payload)
+        if state is not None:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[value] = state
+        return state
+
+    def _fresh(self, state: ConsentState) -> bool:
+        # The signed timestamp and the payload's issue time are the same second.
+        issued = state.issued_at.timestamp() if state.issued_at is not None else 0.0
+        return time.time() - issued <= self.max_age
 
     def loads(self, value: str | None, *, policy_version: str) -> ConsentState:
         """The state a cookie value grants today: undecided unless valid and current."""

@@ -7,17 +7,21 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flask import Flask, current_app, g, render_template, request
+from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 from werkzeug.local import LocalProxy
 
-from . import i18n
+from . import fragments, i18n
 from .categories import Catalogue, Category, build_catalogue, localise
 from .config import DEFAULTS, ConfigError, Settings, load_settings, option_key
 from .cookie import ConsentCookieCodec
+from .integrity import LogKeys
 from .keys import derive_key, subject_hashes
 from .notice import Notice, build_notice
+from .schemas import state_json
 from .state import UNDECIDED, ConsentState
 from .store import ConsentStore
+from .store.spool import Spool
 
 EXTENSION_KEY = "consentkit"
 _G_STATE = "_consentkit_state"
@@ -25,6 +29,7 @@ _G_LOCALE = "_consentkit_locale"
 
 LocaleSelector = Callable[[], Any]
 AdminCheck = Callable[[], bool]
+NonceProvider = Callable[[], str | None]
 
 
 @dataclass
@@ -39,6 +44,16 @@ class ConsentKitState:
     locale_selector: LocaleSelector | None
     admin_authorization: AdminCheck | None
     notices: dict[str, Notice] = field(default_factory=dict)
+    #: The CSP nonce of the current request (``None``: Flask-Talisman's, if any).
+    csp_nonce: NonceProvider | None = None
+    #: The head and banner markup, rendered once per variant (see fragments.py).
+    fragments: fragments.FragmentCache = field(default_factory=fragments.FragmentCache)
+    #: Locale negotiated per Accept-Language value, and state JSON per visitor state: a
+    #: returning visitor's page repeats both (bounded by fragments.remember).
+    header_locales: dict[str, str] = field(default_factory=dict)
+    state_json: dict[tuple[ConsentState, bool], str] = field(default_factory=dict)
+    #: Where decisions wait while the database is unreachable (``None``: no spool).
+    spool: Spool | None = None
 
     def notice(self, locale: str) -> Notice:
         """The texts shown in ``locale``, built once: they depend only on configuration."""
@@ -72,7 +87,10 @@ class ConsentKit:
     - ``locale_selector``: a callable returning the page's locale (Flask-Babel's
       ``get_locale`` is used automatically when Flask-Babel is installed on the app);
     - ``admin_authorization``: a callable returning ``True`` when the current user may use
-      the DPO pages under ``/consent/admin/``.
+      the DPO pages under ``/consent/admin/``;
+    - ``csp_nonce``: a callable returning the current request's Content-Security-Policy
+      nonce, put on the tags consentkit renders (default: Flask-Talisman's
+      ``request.csp_nonce`` when present).
     """
 
     def __init__(
@@ -82,11 +100,13 @@ class ConsentKit:
         categories: Iterable[Category] = (),
         locale_selector: LocaleSelector | None = None,
         admin_authorization: AdminCheck | None = None,
+        csp_nonce: NonceProvider | None = None,
         **options: Any,
     ) -> None:
         self.categories = tuple(categories)
         self.locale_selector = locale_selector
         self.admin_authorization = admin_authorization
+        self.csp_nonce = csp_nonce
         self.options = {option_key(k): v for k, v in options.items()}
         for key in self.options:
             if key not in DEFAULTS:
@@ -118,13 +138,21 @@ class ConsentKit:
             subject_keys=subject_keys,
             locale_selector=self.locale_selector,
             admin_authorization=self.admin_authorization,
+            csp_nonce=self.csp_nonce,
         )
         app.extensions[EXTENSION_KEY] = state
+        # Every record this app appends is MAC'd (tamper evidence, consentkit.integrity).
+        state.store.use_log_keys(LogKeys(settings.log_keys))
+        if settings.spool_dir is not None:
+            state.spool = Spool(settings.spool_dir)
 
         from .cli import consentkit_cli
         from .views import make_blueprint, well_known_gpc
 
         app.register_blueprint(make_blueprint(settings.url_prefix))
+        from .admin import make_admin_blueprint
+
+        app.register_blueprint(make_admin_blueprint(settings.url_prefix))
         app.add_url_rule(
             "/.well-known/gpc.json", endpoint="consentkit_gpc", view_func=well_known_gpc
         )
@@ -135,11 +163,47 @@ class ConsentKit:
         )
         app.jinja_env.filters["ck_title"] = _category_title
         app.after_request(_vary_on_cookie)
+        # Gated elements and the cookie guard (registered after _vary_on_cookie so it runs
+        # before it: a response the guard changed per consent gets "Vary: Cookie").
+        from .gating import JINJA_GLOBALS
+        from .guard import CookieGuard
+
+        app.jinja_env.globals.update(JINJA_GLOBALS)
+        app.after_request(CookieGuard())
         app.cli.add_command(consentkit_cli)
+        from .health import health
+
+        app.add_url_rule(
+            settings.url_prefix + "/health", endpoint="consentkit_health", view_func=health
+        )
+        # consentkit checks the origin of every decision itself; a host's Flask-WTF token
+        # check would refuse the banner's forms (cached pages, no session): exempt that one
+        # endpoint, now or, when CSRFProtect is set up after consentkit, before its check.
+        if not _exempt_from_host_csrf(app):
+            pending = [True]  # set-up is over once requests arrive: look once
+
+            def exempt_late() -> None:
+                if pending:
+                    pending.clear()
+                    _exempt_from_host_csrf(app)
+
+            app.before_request(exempt_late)
 
     @staticmethod
     def state(app: Flask | None = None) -> ConsentKitState:
         return get_state(app)
+
+
+def _exempt_from_host_csrf(app: Flask) -> bool:
+    """Exempt ``POST /consent`` from Flask-WTF's ``CSRFProtect`` if the host installed it."""
+    csrf = app.extensions.get("csrf")
+    exempt = getattr(csrf, "exempt", None)
+    if exempt is None:
+        return False
+    from .views import post_decision
+
+    exempt(f"{post_decision.__module__}.{post_decision.__name__}")
+    return True
 
 
 def _check_declared_texts(catalogue: Catalogue, locales: tuple[str, ...]) -> None:
@@ -173,10 +237,9 @@ def gpc_signal() -> bool:
 
 
 def _request_consent() -> ConsentState:
-    try:
-        return cast(ConsentState, getattr(g, _G_STATE))
-    except AttributeError:
-        pass
+    known = getattr(g, _G_STATE, None)
+    if known is not None:
+        return cast(ConsentState, known)
     if not request:
         return UNDECIDED
     st = get_state()
@@ -210,7 +273,12 @@ def current_locale() -> str:
         else:
             found = i18n.match_locale(get_locale(), supported)
     if found is None:
-        found = i18n.negotiate(request.accept_languages.values(), supported)
+        # Browsers send a handful of distinct Accept-Language values: negotiate each once.
+        header = request.headers.get("Accept-Language", "")
+        found = st.header_locales.get(header)
+        if found is None:
+            found = i18n.negotiate(request.accept_languages.values(), supported) or ""
+            fragments.remember(st.header_locales, header, found)
     locale = found or st.settings.default_locale
     setattr(g, _G_LOCALE, locale)
     return locale
@@ -249,15 +317,82 @@ def _action_labels(gettext: Any, texts: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _fragment(
+    key: tuple[Any, ...],
+    build: Callable[[], str],
+    *,
+    nonce: str | None,
+    state_json: Callable[[], str] | None = None,
+) -> Markup:
+    """Render through the per-app fragment cache (directly while templates auto-reload)."""
+    here = _here()
+    if current_app.jinja_env.auto_reload:
+        return fragments.fill(build(), here=here, nonce=nonce, state_json=state_json)
+    key = (*key, request.script_root, nonce is not None)
+    return get_state().fragments.render(key, build, here=here, nonce=nonce, state_json=state_json)
+
+
+def _sentinel_context(locale: str, nonce: str | None) -> dict[str, Any]:
+    context = template_context(locale)
+    context["ck_here"] = fragments.HERE
+    context["ck_nonce"] = fragments.NONCE if nonce is not None else None
+    return context
+
+
 def consentkit_head() -> Markup:
-    """Stylesheet and script tags for ``<head>``."""
-    # render_template autoescapes: the result is safe HTML.
-    return Markup(render_template("consentkit/head.html", **template_context()))  # noqa: S704
+    """The client configuration, stylesheet and script tags for ``<head>``."""
+    from .gating import consentkit_client_config, consentkit_csp_nonce
+
+    st = get_state()
+    locale = current_locale()
+    nonce = consentkit_csp_nonce()
+
+    def build() -> str:
+        context = _sentinel_context(locale, nonce)
+        context["ck_config"] = {**consentkit_client_config(), "state": fragments.STATE}
+        return render_template("consentkit/head.html", **context)
+
+    def state() -> str:
+        consent, signal = _request_consent(), gpc_signal()
+        found = st.state_json.get((consent, signal))
+        if found is None:
+            value = state_json(
+                consent,
+                policy_version=st.settings.policy_version,
+                max_age=st.settings.cookie_max_age,
+                gpc_signal=signal,
+            )
+            found = str(htmlsafe_json_dumps(value, dumps=current_app.json.dumps))
+            fragments.remember(st.state_json, (consent, signal), found)
+        return found
+
+    return _fragment(("head", locale), build, nonce=nonce, state_json=state)
 
 
 def consentkit_banner() -> Markup:
-    """The first-layer banner (undecided visitors only) and the "Manage cookies" control."""
-    return Markup(render_template("consentkit/banner.html", **template_context()))  # noqa: S704
+    """The first-layer banner (undecided visitors only), the in-page preferences panel and
+    the "Manage cookies" control."""
+    from .gating import consentkit_csp_nonce
+
+    st = get_state()
+    locale = current_locale()
+    nonce = consentkit_csp_nonce()
+    consent = _request_consent()
+    gpc_shown = gpc_signal() and st.settings.gpc == "strict"
+
+    def build() -> str:
+        return render_template("consentkit/banner.html", **_sentinel_context(locale, nonce))
+
+    key = (
+        "banner",
+        locale,
+        consent.decided,
+        consent.preferences,
+        consent.statistics,
+        consent.marketing,
+        gpc_shown,
+    )
+    return _fragment(key, build, nonce=nonce)
 
 
 def _category_title(name: str, texts: dict[str, Any]) -> str:

@@ -46,13 +46,22 @@ def _category_texts(
         description = gettext(category.anonymous_description)
     else:
         description = gettext(category.description)
-    return {
+    title = override.get("title") or gettext(category.title)
+    texts: dict[str, Any] = {
         "name": category.name,
-        "title": override.get("title") or gettext(category.title),
+        "title": title,
         "description": override.get("description") or description,
         "required": category.required,
         "cookies": [_cookie_texts(c, locale) for c in category.cookies],
     }
+    if not category.required:
+        # Shown where a gated embed waits; its button records a decision, so the words on it
+        # are part of the proof like the banner's.
+        texts["placeholder"] = gettext(
+            "This content is blocked until you allow %(category)s cookies."
+        ) % {"category": title}
+        texts["allow"] = gettext("Allow %(category)s cookies") % {"category": title}
+    return texts
 
 
 def _cookie_texts(cookie: Cookie, locale: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from marshmallow import (
 from .categories import OPTIONAL_CATEGORIES
 from .state import ACTIONS, SURFACES, ConsentState
 
-__all__ = ["DecisionSchema", "RecordSchema", "StateSchema", "ValidationError", "state_json"]
+__all__ = ["DecisionSchema", "RecordSchema", "ValidationError", "state_json"]
 
 
 class DecisionSchema(Schema):
@@ -48,16 +48,6 @@ class DecisionSchema(Schema):
         return data
 
 
-class StateSchema(Schema):
-    decided = fields.Boolean()
-    granted = fields.List(fields.String())
-    denied = fields.List(fields.String())
-    policy_version = fields.String(allow_none=True)
-    expires_at = fields.DateTime(allow_none=True)
-    consent_id = fields.String(allow_none=True)
-    gpc = fields.Boolean()
-
-
 class RecordSchema(Schema):
     """One log record as exported and shown on the receipt (the contract's columns)."""
 
@@ -77,22 +67,21 @@ class RecordSchema(Schema):
     expires_at = fields.DateTime()
 
 
-_state_schema = StateSchema()
-
-
 def state_json(
     state: ConsentState, *, policy_version: str, max_age: int, gpc_signal: bool
 ) -> dict[str, Any]:
-    """The contract's state JSON for a request."""
-    result: dict[str, Any] = _state_schema.dump(
-        {
-            "decided": state.decided,
-            "granted": list(state.granted_categories),
-            "denied": list(state.denied_categories),
-            "policy_version": state.policy_version if state.decided else policy_version,
-            "expires_at": state.expires_at(max_age),
-            "consent_id": state.consent_id if state.decided else None,
-            "gpc": state.gpc or gpc_signal,
-        }
-    )
-    return result
+    """The contract's state JSON for a request.
+
+    Built by hand rather than by a schema: it is computed for every page that includes
+    ``consentkit_head()``, and a returning visitor's page must cost close to nothing.
+    """
+    expires = state.expires_at(max_age)
+    return {
+        "decided": state.decided,
+        "granted": list(state.granted_categories),
+        "denied": list(state.denied_categories),
+        "policy_version": state.policy_version if state.decided else policy_version,
+        "expires_at": expires.isoformat() if expires is not None else None,
+        "consent_id": state.consent_id if state.decided else None,
+        "gpc": state.gpc or gpc_signal,
+    }

@@ -29,10 +29,12 @@ from .extension import (
     gpc_signal,
     template_context,
 )
+from .guard import G_WITHDRAWN
 from .schemas import DecisionSchema, RecordSchema, state_json
 from .signals import consent_withdrawn, decision_recorded
 from .state import UNDECIDED, decide
 from .store import STORE_ERRORS, NewRecord, NoticeCopy
+from .store.spool import record_or_spool, replay_some
 
 log = logging.getLogger("consentkit")
 
@@ -58,6 +60,7 @@ def make_blueprint(url_prefix: str) -> Blueprint:
     bp.add_url_rule("", "decide", post_decision, methods=["POST"])
     bp.add_url_rule("", "preferences", preferences, methods=["GET"])
     bp.add_url_rule("/receipt", "receipt", receipt, methods=["GET"])
+    bp.add_url_rule("/receipt/download", "receipt_download", receipt_download, methods=["GET"])
     return bp
 
 
@@ -181,6 +184,13 @@ def post_decision() -> Response:
     # Bound the body before Werkzeug reads it: larger is 413, nothing parsed.
     request.max_content_length = settings.max_body
     try:
+        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            # A streamed (chunked) body has no length to refuse up front, and Werkzeug
+            # stops reading at the limit without a word: the rest would be parsed as if
+            # it were the whole body. Read one byte more than allowed to know.
+            request.max_content_length = settings.max_body + 1
+            if len(request.get_data(cache=True)) > settings.max_body:
+                raise RequestEntityTooLarge()
         if mimetype == "application/json":
             body = request.get_json(silent=True)
             if not isinstance(body, dict):
@@ -231,9 +241,17 @@ def post_decision() -> Response:
     signal = gpc_signal()
     notice = st.notice(locale)
     try:
+        replay_some(st.store, st.spool)  # older spooled decisions first, bounded in time
         previous_granted = (
             st.store.last_granted(st.subjects(consent_id)) if consent_id else None
         ) or []
+        log_readable = True
+    except STORE_ERRORS:
+        # The log cannot be read: the visitor's own cookie says what they granted last,
+        # and the decision goes to the outage spool.
+        previous_granted = list(previous_cookie.granted_categories) if previous_cookie else []
+        log_readable = False
+    try:
         decision = decide(
             action=decision_in["action"],
             requested=decision_in["granted"],
@@ -247,7 +265,9 @@ def post_decision() -> Response:
         consent_id = cast(str, new_state.consent_id)  # decide() always sets both
         issued_at = cast(datetime, new_state.issued_at)
         subject = st.subjects(consent_id)[0]
-        record_id = st.store.record(
+        record_id = record_or_spool(
+            st.store,
+            st.spool,
             NewRecord(
                 event_id=uuid.uuid4().hex,
                 occurred_at=datetime.now(UTC),
@@ -265,9 +285,11 @@ def post_decision() -> Response:
                 expires_at=issued_at + timedelta(seconds=settings.cookie_max_age),
             ),
             NoticeCopy(notice.hash, locale, settings.policy_version, notice.canonical),
+            store_reachable=log_readable,
         )
     except STORE_ERRORS:
-        # Not acknowledged, so nothing is lost: the visitor keeps the banner and can retry.
+        # Neither logged nor spooled: not acknowledged, so nothing is lost; the visitor
+        # keeps the banner and can retry.
         log.exception("consentkit: could not record a decision")
         return error_response(
             503, "the consent could not be recorded; please try again", as_json=as_json
@@ -284,6 +306,7 @@ def post_decision() -> Response:
         )
 
     setattr(g, _G_STATE, new_state)  # the rest of this request sees the new choice
+    setattr(g, G_WITHDRAWN, decision.withdrawn)  # the cookie guard expires their cookies
     if as_json:
         response = jsonify(
             state_json(
@@ -389,6 +412,38 @@ def receipt() -> Response:
         response = Response(
             render_template("consentkit/receipt.html", **context), mimetype="text/html"
         )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- GET /consent/receipt/download: the visitor's history as a file (GDPR Art. 15) -------
+
+
+def receipt_download() -> Response:
+    """The same document as ``flask consentkit subject``, for the visitor's own cookie."""
+    from .access import history_document
+    from .store.dpo import notices_for
+
+    st = get_state()
+    cookie_state = st.codec.load_payload(request.cookies.get(st.settings.cookie_name))
+    if cookie_state is None or not cookie_state.consent_id:
+        return error_response(404, "this browser has no recorded cookie choice", as_json=True)
+    subjects = st.subjects(cookie_state.consent_id)
+    try:
+        records = st.store.history(subjects)
+        notices = notices_for(st.store, {r["notice_hash"] for r in records})
+    except STORE_ERRORS:
+        log.exception("consentkit: could not read a receipt")
+        return error_response(503, "your history cannot be read right now", as_json=True)
+    document = history_document(
+        records,
+        [(n.notice_hash, n.locale, n.policy_version, n.texts) for n in notices],
+        consent_id=cookie_state.consent_id,
+        subjects=subjects,
+        generated_at=datetime.now(UTC),
+    )
+    response = jsonify(document)
+    response.headers["Content-Disposition"] = 'attachment; filename="my-cookie-choices.json"'
     response.headers["Cache-Control"] = "no-store"
     return response
 

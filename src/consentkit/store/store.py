@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, insert, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..categories import CATEGORY_NAMES
-from .tables import metadata, notices, records
+from ..integrity import LogKeys, StreamPool, record_message
+from .tables import notices, records
 
 #: What a store call raises when the database cannot be reached or written.
 STORE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
@@ -67,26 +69,113 @@ class RecordFilter:
     until: datetime | None = None
     site: str | None = None
     subjects: Sequence[str] = field(default_factory=tuple)
+    actions: Sequence[str] = field(default_factory=tuple)
+    policy_version: str | None = None
+
+
+def filter_conditions(filters: RecordFilter) -> list[ColumnElement[bool]]:
+    """SQL conditions selecting the records a filter describes."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.since is not None:
+        conditions.append(records.c.occurred_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(records.c.occurred_at < filters.until)
+    if filters.site is not None:
+        conditions.append(records.c.site == filters.site)
+    if filters.subjects:
+        conditions.append(records.c.subject.in_(list(filters.subjects)))
+    if filters.actions:
+        conditions.append(records.c.action.in_(list(filters.actions)))
+    if filters.policy_version is not None:
+        conditions.append(records.c.policy_version == filters.policy_version)
+    return conditions
+
+
+#: The columns :meth:`ConsentStore.iter_records` reads, in the order _row_to_dict unpacks.
+_ROW_COLUMNS = (
+    "record_id",
+    "occurred_at",
+    "site",
+    "subject",
+    "action",
+    "surface",
+    "granted",
+    "denied",
+    "withdrawn",
+    "policy_version",
+    "locale",
+    "notice_hash",
+    "gpc",
+    "expires_at",
+    "event_id",
+    "stream_id",
+    "stream_seq",
+    "key_id",
+    "mac",
+)
 
 
 def _row_to_dict(row: Any) -> dict[str, Any]:
+    # Unpacked by position (attribute access by name costs more than the rest of an export).
+    (
+        record_id,
+        occurred_at,
+        site,
+        subject,
+        action,
+        surface,
+        granted,
+        denied,
+        withdrawn,
+        policy_version,
+        locale,
+        notice_hash,
+        gpc,
+        expires_at,
+        event_id,
+        stream_id,
+        stream_seq,
+        key_id,
+        mac,
+    ) = row
     return {
-        "record_id": row.record_id,
-        "occurred_at": as_utc(row.occurred_at),
-        "site": row.site,
-        "subject": row.subject,
-        "action": row.action,
-        "surface": row.surface,
-        "granted": split_categories(row.granted),
-        "denied": split_categories(row.denied),
-        "withdrawn": split_categories(row.withdrawn),
-        "policy_version": row.policy_version,
-        "locale": row.locale,
-        "notice_hash": row.notice_hash,
-        "gpc": bool(row.gpc),
-        "expires_at": as_utc(row.expires_at),
-        "event_id": row.event_id,
+        "record_id": record_id,
+        "occurred_at": as_utc(occurred_at),
+        "site": site,
+        "subject": subject,
+        "action": action,
+        "surface": surface,
+        "granted": split_categories(granted),
+        "denied": split_categories(denied),
+        "withdrawn": split_categories(withdrawn),
+        "policy_version": policy_version,
+        "locale": locale,
+        "notice_hash": notice_hash,
+        "gpc": bool(gpc),
+        "expires_at": as_utc(expires_at),
+        "event_id": event_id,
+        "stream_id": stream_id,
+        "stream_seq": stream_seq,
+        "key_id": key_id,
+        "mac": mac,
     }
+
+
+#: Built once: constructing ``insert().values(...)`` per decision costs more than the MAC.
+_INSERT_RECORD = insert(records).returning(records.c.record_id)
+
+
+def _signature(keys: LogKeys, stream_id: str, seq: int, values: dict[str, Any]) -> dict[str, Any]:
+    """The tamper-evidence columns of a row about to be inserted: its MAC covers the row
+    exactly as it will read back (UTC times, categories in canonical order)."""
+    readback = {
+        **values,
+        "granted": split_categories(values["granted"]),
+        "denied": split_categories(values["denied"]),
+        "withdrawn": split_categories(values["withdrawn"]),
+    }
+    kid, mac = keys.sign(record_message(stream_id, seq, readback))
+    return {"stream_id": stream_id, "stream_seq": seq, "key_id": kid, "mac": mac}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -122,6 +211,9 @@ class ConsentStore:
         self._ready = False
         self._lock = threading.Lock()
         self._known_notices: set[str] = set()
+        # Tamper evidence (consentkit.integrity): without a key, rows are written unsigned.
+        self._log_keys: LogKeys | None = None
+        self._streams = StreamPool()
 
     @classmethod
     def from_uri(cls, uri: str) -> ConsentStore:
@@ -139,7 +231,11 @@ class ConsentStore:
                 ):
                     # The default database lives in the instance folder, which may not exist.
                     os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
-                metadata.create_all(self.engine, checkfirst=True)
+                # A fresh database gets the current tables; an older schema is refused
+                # until `flask consentkit db upgrade` (consentkit.migrations).
+                from ..migrations import prepare
+
+                prepare(self.engine)
                 self._ready = True
 
     def _connect(self) -> Connection:
@@ -187,28 +283,64 @@ class ConsentStore:
         if new.notice_hash != notice.notice_hash:
             raise ValueError("record and notice disagree on the notice hash")
         self.store_notice(notice)
-        with self._connect() as conn, conn.begin():
-            result = conn.execute(
-                insert(records)
-                .values(
-                    event_id=new.event_id,
-                    occurred_at=new.occurred_at,
-                    site=new.site,
-                    subject=new.subject,
-                    action=new.action,
-                    surface=new.surface,
-                    granted=join_categories(new.granted),
-                    denied=join_categories(new.denied),
-                    withdrawn=join_categories(new.withdrawn),
-                    policy_version=new.policy_version,
-                    locale=new.locale,
-                    notice_hash=new.notice_hash,
-                    gpc=new.gpc,
-                    expires_at=new.expires_at,
-                )
-                .returning(records.c.record_id)
+        values: dict[str, Any] = {
+            "event_id": new.event_id,
+            "occurred_at": as_utc(new.occurred_at),
+            "site": new.site,
+            "subject": new.subject,
+            "action": new.action,
+            "surface": new.surface,
+            "granted": join_categories(new.granted),
+            "denied": join_categories(new.denied),
+            "withdrawn": join_categories(new.withdrawn),
+            "policy_version": new.policy_version,
+            "locale": new.locale,
+            "notice_hash": new.notice_hash,
+            "gpc": bool(new.gpc),
+            "expires_at": as_utc(new.expires_at),
+        }
+        try:
+            return self._insert_signed(values)
+        except IntegrityError:
+            # A purge removes notice texts no record references; this process may still
+            # believe them stored. Store them again and retry once; any other conflict
+            # (a duplicate event_id) is the caller's.
+            if notice.notice_hash not in self._known_notices or self._has_notice(
+                notice.notice_hash
+            ):
+                raise
+            self._known_notices.discard(notice.notice_hash)
+            self.store_notice(notice)
+            return self._insert_signed(values)
+
+    def _insert_signed(self, values: dict[str, Any]) -> int:
+        """One INSERT, with the row's stream position and MAC when a log key is set."""
+        stream = None
+        if self._log_keys is not None:
+            stream = self._streams.acquire()
+            values = {
+                **values,
+                **_signature(self._log_keys, stream.stream_id, stream.next_seq, values),
+            }
+        try:
+            with self._connect() as conn, conn.begin():
+                record_id = int(conn.execute(_INSERT_RECORD, values).scalar_one())
+        except BaseException:
+            if stream is not None:
+                self._streams.discard(stream)  # see StreamPool: never leave a hole
+            raise
+        if stream is not None:
+            self._streams.release(stream, used=True)
+        return record_id
+
+    def _has_notice(self, notice_hash: str) -> bool:
+        with self._connect() as conn:
+            return (
+                conn.execute(
+                    select(notices.c.notice_hash).where(notices.c.notice_hash == notice_hash)
+                ).first()
+                is not None
             )
-            return int(result.scalar_one())
 
     # -- reading -------------------------------------------------------------------------
 
@@ -233,20 +365,11 @@ class ConsentStore:
         self, filters: RecordFilter | None = None, *, batch_size: int = 2000
     ) -> Iterator[dict[str, Any]]:
         """Records in ``record_id`` order, read in keyset-paginated batches (flat memory)."""
-        filters = filters or RecordFilter()
-        conditions = []
-        if filters.since is not None:
-            conditions.append(records.c.occurred_at >= filters.since)
-        if filters.until is not None:
-            conditions.append(records.c.occurred_at < filters.until)
-        if filters.site is not None:
-            conditions.append(records.c.site == filters.site)
-        if filters.subjects:
-            conditions.append(records.c.subject.in_(list(filters.subjects)))
+        conditions = filter_conditions(filters or RecordFilter())
         last_id = 0
         while True:
             query = (
-                select(records)
+                select(*(records.c[name] for name in _ROW_COLUMNS))
                 .where(records.c.record_id > last_id, *conditions)
                 .order_by(records.c.record_id)
                 .limit(batch_size)
@@ -257,7 +380,7 @@ class ConsentStore:
                 return
             for row in rows:
                 yield _row_to_dict(row)
-            last_id = rows[-1].record_id
+            last_id = rows[-1][0]
             if len(rows) < batch_size:
                 return
 
@@ -271,3 +394,13 @@ class ConsentStore:
     def count(self) -> int:
         with self._connect() as conn:
             return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
+
+    # -- DPO tools: tamper evidence (the queries live in consentkit.store.dpo) -------------
+
+    def use_log_keys(self, keys: LogKeys | None) -> None:
+        """Sign every record appended from now on with ``keys.current``."""
+        self._log_keys = keys
+
+    @property
+    def log_keys(self) -> LogKeys | None:
+        return self._log_keys

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -63,4 +64,27 @@ records = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_consentkit_records_subject", "subject", "record_id"),
     Index("ix_consentkit_records_occurred_at", "occurred_at"),
+    # -- tamper evidence (see consentkit.integrity) --------------------------------------
+    # Each writer appends to its own numbered stream; the MAC covers the stream position
+    # and the record's content. Nullable: rows written before tamper evidence existed (or
+    # by a store without a log key) are "unsigned" and reported as such by verify.
+    Column("stream_id", String(32), nullable=True),
+    Column("stream_seq", BigInteger, nullable=True),
+    Column("key_id", String(16), nullable=True),
+    Column("mac", String(64), nullable=True),
+    UniqueConstraint("stream_id", "stream_seq", name="uq_consentkit_records_stream"),
+)
+
+#: What the DPO tools did to the log: exports, purges, erasures, seals. Each entry is
+#: numbered without gaps and MAC'd; purge and erasure entries name the stream positions they
+#: removed (never a subject), and every entry carries the stream heads seen at that moment.
+ledger = Table(
+    "consentkit_ledger",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("details", Text, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("mac", String(64), nullable=False),
 )

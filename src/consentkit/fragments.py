@@ -1,0 +1,136 @@
+"""The head tags and the banner, rendered once per variant instead of once per page.
+
+What ``consentkit_head()`` and ``consentkit_banner()`` add to a page depends on a few
+things only (locale, the visitor's choice, whether the GPC notice shows, the app's script
+root, whether the page has a CSP nonce) and on three per-request values: the page's own path
+(the forms' ``next``), the nonce, and the visitor's state JSON. Each template is rendered
+once per variant with sentinels in place of the per-request values, and a page pays for a
+dictionary look-up and a few string replacements: a returning visitor's page must cost
+close to nothing (benchmark B1).
+
+A host that overrides a template still gets it rendered, once per variant; with
+``TEMPLATES_AUTO_RELOAD`` (debug) nothing is cached, so edits show at once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from markupsafe import Markup, escape
+
+# Letters and digits only: HTML escaping and URL quoting leave them unchanged.
+HERE = "ckhere9f4c2e71sentinel"
+NONCE = "cknonce9f4c2e71sentinel"
+STATE = "ckstate9f4c2e71sentinel"
+_STATE_JSON = f'"{STATE}"'
+#: Variants are few (locales x 8 choices x GPC x nonce); the bound only guards against a
+#: host whose script root varies per request.
+MAX_VARIANTS = 512
+
+
+#: Entries of the small per-app memos (locales per header, state JSON per visitor).
+MEMO_SIZE = 4096
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(memo: dict[K, V], key: K, value: V) -> None:
+    """Store in a bounded memo: emptied when full, so hostile variety cannot grow it."""
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+
+
+# Slots of a split fragment, in the order they are filled.
+_SLOTS = {
+    "next=" + HERE: "here_query",
+    HERE: "here_html",
+    NONCE: "nonce",
+    _STATE_JSON: "state",
+}
+_SPLIT = re.compile("|".join(re.escape(k) for k in sorted(_SLOTS, key=len, reverse=True)))
+
+
+def split(html: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Cut a rendered fragment at its sentinels: the static pieces and the slot names."""
+    pieces: list[str] = []
+    slots: list[str] = []
+    last = 0
+    for match in _SPLIT.finditer(html):
+        pieces.append(html[last : match.start()])
+        slots.append(_SLOTS[match.group(0)])
+        last = match.end()
+    pieces.append(html[last:])
+    return tuple(pieces), tuple(slots)
+
+
+def fill(
+    html: str, *, here: str, nonce: str | None, state_json: Callable[[], str] | None = None
+) -> Markup:
+    """Put the per-request values where the sentinels are, each escaped for its place."""
+    return join(split(html), here=here, nonce=nonce, state_json=state_json)
+
+
+def join(
+    parts: tuple[tuple[str, ...], tuple[str, ...]],
+    *,
+    here: str,
+    nonce: str | None,
+    state_json: Callable[[], str] | None = None,
+) -> Markup:
+    pieces, slots = parts
+    if not slots:
+        return Markup(pieces[0])  # noqa: S704 - rendered by an autoescaped template
+    values: dict[str, str] = {}
+    out = [pieces[0]]
+    for slot, piece in zip(slots, pieces[1:], strict=True):
+        value = values.get(slot)
+        if value is None:
+            if slot == "here_query":
+                # In a URL's query (href="...?next=…") the path is quoted; in a form's
+                # hidden ``next`` it is HTML-escaped.
+                value = "next=" + str(escape(quote(here, safe="/")))
+            elif slot == "here_html":
+                value = str(escape(here))
+            elif slot == "nonce":
+                value = str(escape(nonce or ""))
+            else:
+                value = state_json() if state_json is not None else "null"
+            values[slot] = value
+        out.append(value)
+        out.append(piece)
+    return Markup("".join(out))  # noqa: S704 - autoescaped template, values escaped above
+
+
+class FragmentCache:
+    """Rendered fragments by variant key, shared by the requests of one app."""
+
+    def __init__(self) -> None:
+        self._fragments: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def render(
+        self,
+        key: tuple[Any, ...],
+        build: Callable[[], str],
+        *,
+        here: str,
+        nonce: str | None,
+        state_json: Callable[[], str] | None = None,
+    ) -> Markup:
+        parts = self._fragments.get(key)
+        if parts is None:
+            parts = split(build())
+            with self._lock:
+                if len(self._fragments) >= MAX_VARIANTS:
+                    self._fragments.clear()
+                self._fragments[key] = parts
+        return join(parts, here=here, nonce=nonce, state_json=state_json)
+
+    def clear(self) -> None:
+        self._fragments.clear()
