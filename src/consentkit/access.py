@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .export import CONTRACT_COLUMNS, notice_entry
+from .columns import CONTRACT_COLUMNS
+from .export import notice_entry
 from .integrity import iso
 
 HISTORY_FORMAT = "consentkit-subject-history/1"

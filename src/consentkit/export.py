@@ -18,26 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TextIO
 
+from .columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS
 from .integrity import LogKeys, canonical, iso, notice_digest, record_message
 
 #: The contract's log columns, then the tamper-evidence columns, in export order.
-CONTRACT_COLUMNS: tuple[str, ...] = (
-    "record_id",
-    "occurred_at",
-    "site",
-    "subject",
-    "action",
-    "surface",
-    "granted",
-    "denied",
-    "withdrawn",
-    "policy_version",
-    "locale",
-    "notice_hash",
-    "gpc",
-    "expires_at",
-)
-INTEGRITY_COLUMNS: tuple[str, ...] = ("stream_id", "stream_seq", "key_id", "mac")
 COLUMNS: tuple[str, ...] = CONTRACT_COLUMNS + INTEGRITY_COLUMNS
 FORMATS = ("csv", "json", "ndjson")
 EXPORT_FORMAT = "consentkit-export/1"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .columns import CONTRACT_COLUMNS
 from .keys import derive_key
 
 RECORD_MAC_VERSION = "consentkit-record/1"
@@ -36,21 +37,7 @@ LEDGER_MAC_VERSION = "consentkit-ledger/1"
 #: The record fields a MAC covers, besides the stream position. ``record_id`` (assigned by
 #: the database after the MAC is computed) and ``event_id`` (only used to de-duplicate
 #: replays) are not covered.
-MAC_FIELDS: tuple[str, ...] = (
-    "occurred_at",
-    "site",
-    "subject",
-    "action",
-    "surface",
-    "granted",
-    "denied",
-    "withdrawn",
-    "policy_version",
-    "locale",
-    "notice_hash",
-    "gpc",
-    "expires_at",
-)
+MAC_FIELDS: tuple[str, ...] = CONTRACT_COLUMNS[1:]
 
 #: Kinds of problem :class:`Verifier` reports, in report order.
 PROBLEM_KINDS: tuple[str, ...] = (

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS
 from ..integrity import (
     LedgerEntry,
     LogKeys,
@@ -64,26 +65,7 @@ def _categories(value: str) -> tuple[str, ...]:
 
 
 #: The columns the DPO tools read, in the order :func:`record_dict` unpacks them.
-_COLUMNS = (
-    "record_id",
-    "occurred_at",
-    "site",
-    "subject",
-    "action",
-    "surface",
-    "granted",
-    "denied",
-    "withdrawn",
-    "policy_version",
-    "locale",
-    "notice_hash",
-    "gpc",
-    "expires_at",
-    "stream_id",
-    "stream_seq",
-    "key_id",
-    "mac",
-)
+_COLUMNS = CONTRACT_COLUMNS + INTEGRITY_COLUMNS
 
 
 _STREAM, _SEQ = _COLUMNS.index("stream_id"), _COLUMNS.index("stream_seq")

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..categories import CATEGORY_NAMES
+from ..columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS
 from ..integrity import LogKeys, StreamPool, record_message
 from .tables import notices, records
 
@@ -92,27 +93,7 @@ def filter_conditions(filters: RecordFilter) -> list[ColumnElement[bool]]:
 
 
 #: The columns :meth:`ConsentStore.iter_records` reads, in the order _row_to_dict unpacks.
-_ROW_COLUMNS = (
-    "record_id",
-    "occurred_at",
-    "site",
-    "subject",
-    "action",
-    "surface",
-    "granted",
-    "denied",
-    "withdrawn",
-    "policy_version",
-    "locale",
-    "notice_hash",
-    "gpc",
-    "expires_at",
-    "event_id",
-    "stream_id",
-    "stream_seq",
-    "key_id",
-    "mac",
-)
+_ROW_COLUMNS = (*CONTRACT_COLUMNS, "event_id", *INTEGRITY_COLUMNS)
 
 
 def _row_to_dict(row: Any) -> dict[str, Any]:
