@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/screenshots.py [--out docs]
 
-Serves a small sample page with consentkit on 127.0.0.1 (a free port), drives Debian's
+Serves the example site (examples/newsroom) on 127.0.0.1 (a free port), drives Debian's
 Chromium through Playwright, and writes, for French and English, at 1280 px (desktop) and
 375 px (phone) wide: ``banner-<lang>-<size>.png`` and ``panel-<lang>-<size>.png``.
 """
@@ -10,16 +10,15 @@ Chromium through Playwright, and writes, for French and English, at 1280 px (des
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 import tempfile
 import threading
 from pathlib import Path
 
-from flask import Flask, render_template_string, request
+from flask import Flask
 from werkzeug.serving import make_server
-
-from consentkit import Category, ConsentKit, Cookie
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,109 +36,18 @@ LOCALES = {"en": "en-GB", "fr": "fr-FR"}
 #: Keep each picture light enough for a README.
 MAX_BYTES = 150_000
 
-ARTICLE = {
-    "en": (
-        "Night trains are back",
-        "Three new sleeper lines open across Europe this winter, linking capitals "
-        "overnight. Operators expect the routes to fill quickly as travellers look for "
-        "alternatives to short-haul flights.",
-    ),
-    "fr": (
-        "Le retour des trains de nuit",
-        "Trois nouvelles lignes de nuit ouvrent en Europe cet hiver et relient les "
-        "capitales en une nuit. Les opérateurs s’attendent à ce qu’elles se remplissent "
-        "vite, les voyageurs cherchant une autre solution que l’avion.",
-    ),
-}
-
-PAGE = """<!doctype html>
-<html lang="{{ lang }}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Newsroom</title>
-{{ consentkit_head() }}
-<link rel="stylesheet" href="/site.css">
-</head>
-<body>
-<header><strong>Newsroom</strong></header>
-<main>
-<h1>{{ title }}</h1>
-{% for _ in range(4) %}<p>{{ text }}</p>{% endfor %}
-</main>
-<footer>{{ consentkit_banner() }}</footer>
-</body>
-</html>
-"""
-SITE_CSS = (
-    "body{margin:0;font:1.0625rem/1.6 Georgia,serif;color:#222;background:#fafaf7}"
-    "header{padding:1rem;border-bottom:1px solid #ddd;font:700 1.25rem system-ui,sans-serif}"
-    "main,footer{max-width:44rem;margin:0 auto;padding:0 1rem}"
-)
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "newsroom" / "app.py"
 
 
 def build_app(instance: Path) -> Flask:
-    app = Flask("screenshots", instance_path=str(instance))
-    app.config.update(
-        SECRET_KEY="screenshots-only-" + "x" * 24,
-        CONSENTKIT_COOKIE_SECURE=False,
-        CONSENTKIT_DATABASE_URI=f"sqlite:///{instance}/log.sqlite3",
-        CONSENTKIT_CONTROLLER="Newsroom SAS",
-        CONSENTKIT_POLICY_URL="/cookies",
-    )
-    ConsentKit(
-        app,
-        categories=[
-            Category(
-                "preferences",
-                cookies=(
-                    Cookie(
-                        "theme",
-                        provider="Newsroom",
-                        purpose={"en": "Remembers the colour theme.", "fr": "Retient le thème."},
-                        lifetime={"en": "6 months", "fr": "6 mois"},
-                    ),
-                ),
-            ),
-            Category(
-                "statistics",
-                cookies=(
-                    Cookie(
-                        "_pk_id.*",
-                        provider="Newsroom (Matomo)",
-                        purpose={"en": "Counts visits.", "fr": "Compte les visites."},
-                        lifetime={"en": "13 months", "fr": "13 mois"},
-                    ),
-                ),
-            ),
-            Category(
-                "marketing",
-                cookies=(
-                    Cookie(
-                        "video_*",
-                        provider="Video host",
-                        purpose={
-                            "en": "Lets the video player follow you.",
-                            "fr": "Permet au lecteur vidéo de vous suivre.",
-                        },
-                        lifetime={"en": "1 year", "fr": "1 an"},
-                        party="third",
-                    ),
-                ),
-            ),
-        ],
-    )
-
-    @app.get("/")
-    def index() -> str:
-        lang = request.accept_languages.best_match(list(LOCALES)) or "en"
-        title, text = ARTICLE[lang]
-        return render_template_string(PAGE, lang=lang, title=title, text=text)
-
-    @app.get("/site.css")
-    def site_css() -> tuple[str, int, dict[str, str]]:
-        return SITE_CSS, 200, {"Content-Type": "text/css"}
-
+    """The example site itself (make demo), so the pictures show what the README describes."""
+    spec = importlib.util.spec_from_file_location("newsroom_example", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # Flask finds the templates folder through it
+    spec.loader.exec_module(module)
+    app: Flask = module.create_app(instance_path=str(instance))
     return app
 
 
@@ -152,7 +60,7 @@ def take(out: Path) -> list[tuple[Path, int]]:
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        url = f"http://127.0.0.1:{server.server_port}/"
+        base = f"http://127.0.0.1:{server.server_port}"
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -164,7 +72,7 @@ def take(out: Path) -> list[tuple[Path, int]]:
                             reduced_motion="reduce",  # no half-drawn slide-in
                         )
                         page = context.new_page()
-                        page.goto(url)
+                        page.goto(f"{base}/{lang}/")
                         page.wait_for_selector("#ck-banner")
                         for name in ("banner", "panel"):
                             if name == "panel":
