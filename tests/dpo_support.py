@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import create_engine, insert, text
 
+from consentkit.columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS
 from consentkit.integrity import LogKeys, record_message
 from consentkit.notice import canonical_json
 from consentkit.store import NewRecord, NoticeCopy, notices
@@ -130,26 +131,8 @@ def add_record(
     )
 
 
-_BULK_COLUMNS = (
-    "event_id",
-    "occurred_at",
-    "site",
-    "subject",
-    "action",
-    "surface",
-    "granted",
-    "denied",
-    "withdrawn",
-    "policy_version",
-    "locale",
-    "notice_hash",
-    "gpc",
-    "expires_at",
-    "stream_id",
-    "stream_seq",
-    "key_id",
-    "mac",
-)
+# The raw INSERT below fills these in this order (record_id is left to the database).
+_BULK_COLUMNS = ("event_id", *CONTRACT_COLUMNS[1:], *INTEGRITY_COLUMNS)
 
 
 def bulk_insert(app: Flask, count: int, *, start: datetime, batch: int = 20_000) -> None:
