@@ -51,7 +51,7 @@ class ConsentKitState:
     #: Locale negotiated per Accept-Language value, and state JSON per visitor state: a
     #: returning visitor's page repeats both (bounded by fragments.remember).
     header_locales: dict[str, str] = field(default_factory=dict)
-    state_json: dict[tuple[ConsentState, bool], str] = field(default_factory=dict)
+    state_json_cache: dict[tuple[ConsentState, bool], str] = field(default_factory=dict)
     #: Where decisions wait while the database is unreachable (``None``: no spool).
     spool: Spool | None = None
 
@@ -70,6 +70,15 @@ class ConsentKitState:
             )
             self.notices[locale] = found
         return found
+
+    def state_json(self, consent: ConsentState, *, gpc_signal: bool) -> dict[str, Any]:
+        """The contract's state JSON under this app's policy version and cookie lifetime."""
+        return state_json(
+            consent,
+            policy_version=self.settings.policy_version,
+            max_age=self.settings.cookie_max_age,
+            gpc_signal=gpc_signal,
+        )
 
     def subjects(self, consent_id: str) -> list[str]:
         """The subject hash under the current key first, then under older keys."""
@@ -289,16 +298,17 @@ def template_context(locale: str | None = None) -> dict[str, Any]:
     st = get_state()
     locale = locale or current_locale()
     gettext = i18n.gettext_for(locale)
+    notice = st.notice(locale)
     return {
         "_": gettext,
-        "notice": st.notice(locale),
-        "texts": st.notice(locale).texts,
+        "notice": notice,
+        "texts": notice.texts,
         "ck_locale": locale,
         "ck_settings": st.settings,
         "ck_state": _request_consent(),
         "ck_gpc": gpc_signal() and st.settings.gpc == "strict",
         "ck_here": _here(),
-        "action_labels": _action_labels(gettext, st.notice(locale).texts),
+        "action_labels": _action_labels(gettext, notice.texts),
     }
 
 
@@ -354,16 +364,11 @@ def consentkit_head() -> Markup:
 
     def state() -> str:
         consent, signal = _request_consent(), gpc_signal()
-        found = st.state_json.get((consent, signal))
+        found = st.state_json_cache.get((consent, signal))
         if found is None:
-            value = state_json(
-                consent,
-                policy_version=st.settings.policy_version,
-                max_age=st.settings.cookie_max_age,
-                gpc_signal=signal,
-            )
+            value = st.state_json(consent, gpc_signal=signal)
             found = str(htmlsafe_json_dumps(value, dumps=current_app.json.dumps))
-            fragments.remember(st.state_json, (consent, signal), found)
+            fragments.remember(st.state_json_cache, (consent, signal), found)
         return found
 
     return _fragment(("head", locale), build, nonce=nonce, state_json=state)

@@ -29,7 +29,6 @@ from .extension import (
     gpc_signal,
     template_context,
 )
-from .schemas import state_json
 
 _ATTR_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9_:.]*$")
 # Scripts end at "</script" whatever the context; "<!--" starts a state where they may
@@ -257,12 +256,7 @@ def consentkit_client_config() -> dict[str, Any]:
     return {
         "endpoint": url_for("consentkit.decide"),
         "preferencesUrl": url_for("consentkit.preferences"),
-        "state": state_json(
-            _request_consent(),
-            policy_version=settings.policy_version,
-            max_age=settings.cookie_max_age,
-            gpc_signal=gpc_signal(),
-        ),
+        "state": st.state_json(_request_consent(), gpc_signal=gpc_signal()),
         "cookies": {
             category: [
                 {"name": c.name, "domain": c.domain, "path": c.path}

@@ -30,7 +30,7 @@ from .extension import (
     template_context,
 )
 from .guard import G_WITHDRAWN
-from .schemas import DecisionSchema, RecordSchema, state_json
+from .schemas import DecisionSchema, RecordSchema
 from .signals import consent_withdrawn, decision_recorded
 from .state import UNDECIDED, decide
 from .store import STORE_ERRORS, NewRecord, NoticeCopy
@@ -308,14 +308,7 @@ def post_decision() -> Response:
     setattr(g, _G_STATE, new_state)  # the rest of this request sees the new choice
     setattr(g, G_WITHDRAWN, decision.withdrawn)  # the cookie guard expires their cookies
     if as_json:
-        response = jsonify(
-            state_json(
-                new_state,
-                policy_version=settings.policy_version,
-                max_age=settings.cookie_max_age,
-                gpc_signal=signal,
-            )
-        )
+        response = jsonify(st.state_json(new_state, gpc_signal=signal))
     else:
         response = cast(Response, redirect(safe_next(decision_in["next"]), code=303))
     set_consent_cookie(response, st.codec.dumps(new_state))
@@ -346,14 +339,7 @@ def preferences() -> Response:
     st = get_state()
     state = _request_consent()
     if wants_json():
-        response = jsonify(
-            state_json(
-                state,
-                policy_version=st.settings.policy_version,
-                max_age=st.settings.cookie_max_age,
-                gpc_signal=gpc_signal(),
-            )
-        )
+        response = jsonify(st.state_json(state, gpc_signal=gpc_signal()))
     else:
         context = template_context()
         context["next"] = safe_next(request.args.get("next"))
@@ -393,12 +379,7 @@ def receipt() -> Response:
         response = jsonify(
             {
                 "consent_id": cookie_state.consent_id if cookie_state else None,
-                "state": state_json(
-                    current,
-                    policy_version=settings.policy_version,
-                    max_age=settings.cookie_max_age,
-                    gpc_signal=gpc_signal(),
-                ),
+                "state": st.state_json(current, gpc_signal=gpc_signal()),
                 "records": _record_schema.dump(records, many=True),
             }
         )
