@@ -6,7 +6,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from flask import Flask, current_app, g, render_template, request
+from flask import (
+    Flask,
+    Request,
+    Response,
+    current_app,
+    g,
+    render_template,
+    request,
+)
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 from werkzeug.local import LocalProxy
@@ -24,8 +32,7 @@ from .store import ConsentStore
 from .store.spool import Spool
 
 EXTENSION_KEY = "consentkit"
-_G_STATE = "_consentkit_state"
-_G_LOCALE = "_consentkit_locale"
+_G_VISIT = "_consentkit_visit"
 
 LocaleSelector = Callable[[], Any]
 AdminCheck = Callable[[], bool]
@@ -158,7 +165,23 @@ class ConsentKit:
         from .cli import consentkit_cli
         from .views import make_blueprint, well_known_gpc
 
-        app.register_blueprint(make_blueprint(settings.url_prefix))
+        blueprint = make_blueprint(settings.url_prefix)
+        # consentkit checks the origin of every decision itself; a host's Flask-WTF token
+        # check would refuse the banner's forms (cached pages, no session): exempt that one
+        # endpoint, now or, when CSRFProtect is set up after consentkit, on the first
+        # request to consentkit's own pages. URL value preprocessors run before any
+        # before_request hook (CSRFProtect's is one), and a blueprint's only for its own
+        # endpoints, so a site's other pages pay nothing for this.
+        if not _exempt_from_host_csrf(app):
+            pending = [True]
+
+            def exempt_late(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
+                if pending:
+                    pending.clear()
+                    _exempt_from_host_csrf(app)
+
+            blueprint.url_value_preprocessor(exempt_late)
+        app.register_blueprint(blueprint)
         from .admin import make_admin_blueprint
 
         app.register_blueprint(make_admin_blueprint(settings.url_prefix))
@@ -171,32 +194,19 @@ class ConsentKit:
             consentkit_banner=consentkit_banner,
         )
         app.jinja_env.filters["ck_title"] = _category_title
-        app.after_request(_vary_on_cookie)
-        # Gated elements and the cookie guard (registered after _vary_on_cookie so it runs
-        # before it: a response the guard changed per consent gets "Vary: Cookie").
+        # Gated elements, and one after_request hook for the cookie guard and Vary (a
+        # returning visitor's page pays for one hook).
         from .gating import JINJA_GLOBALS
         from .guard import CookieGuard
 
         app.jinja_env.globals.update(JINJA_GLOBALS)
-        app.after_request(CookieGuard())
+        app.after_request(_after_request(CookieGuard()))
         app.cli.add_command(consentkit_cli)
         from .health import health
 
         app.add_url_rule(
             settings.url_prefix + "/health", endpoint="consentkit_health", view_func=health
         )
-        # consentkit checks the origin of every decision itself; a host's Flask-WTF token
-        # check would refuse the banner's forms (cached pages, no session): exempt that one
-        # endpoint, now or, when CSRFProtect is set up after consentkit, before its check.
-        if not _exempt_from_host_csrf(app):
-            pending = [True]  # set-up is over once requests arrive: look once
-
-            def exempt_late() -> None:
-                if pending:
-                    pending.clear()
-                    _exempt_from_host_csrf(app)
-
-            app.before_request(exempt_late)
 
     @staticmethod
     def state(app: Flask | None = None) -> ConsentKitState:
@@ -242,22 +252,156 @@ def get_state(app: Flask | None = None) -> ConsentKitState:
 
 def gpc_signal() -> bool:
     """Global Privacy Control: the header is honoured only when it is exactly ``1``."""
-    return request.headers.get("Sec-GPC") == "1"
+    visit = _visit()
+    return visit.gpc if visit is not None else False
+
+
+class Visit:
+    """What consentkit works out about the current request, each part once and on first
+    use: the helpers of one page share it instead of each going through Flask's context
+    proxies, which cost more than the helpers' own work (benchmark B1)."""
+
+    __slots__ = ("_here", "_locale", "_nonce", "app", "consent", "request", "st", "withdrawn")
+
+    def __init__(self, app: Flask, req: Request) -> None:
+        self.app = app
+        self.st = cast(ConsentKitState, app.extensions[EXTENSION_KEY])
+        self.request = req
+        #: The consent state once the cookie has been read (then responses vary on it).
+        self.consent: ConsentState | None = None
+        #: Categories a decision of this request withdrew (set by ``POST /consent``): its
+        #: response expires their cookies (consentkit.guard).
+        self.withdrawn: tuple[str, ...] | None = None
+        self._locale: str | None = None
+        self._nonce: tuple[str | None] | None = None
+        self._here: str | None = None
+
+    def read_consent(self) -> ConsentState:
+        if self.consent is None:
+            st = self.st
+            value = self.request.cookies.get(st.settings.cookie_name)
+            self.consent = (
+                st.codec.loads(value, policy_version=st.settings.policy_version)
+                if value
+                else UNDECIDED
+            )
+        return self.consent
+
+    @property
+    def gpc(self) -> bool:
+        """Global Privacy Control: honoured only when the header is exactly ``1``."""
+        # Read from the WSGI environ: Werkzeug's header lookup raises and catches an
+        # exception for every header a request does not have, and most lack this one.
+        return bool(self.request.environ.get("HTTP_SEC_GPC") == "1")
+
+    @property
+    def locale(self) -> str:
+        if self._locale is None:
+            self._locale = self._negotiate_locale()
+        return self._locale
+
+    def _negotiate_locale(self) -> str:
+        st = self.st
+        supported = st.settings.locales
+        found: str | None = None
+        if st.locale_selector is not None:
+            found = i18n.match_locale(st.locale_selector(), supported)
+        elif "babel" in self.app.extensions:
+            try:
+                from flask_babel import get_locale
+            except ImportError:  # another "babel" extension: fall through to the header
+                pass
+            else:
+                found = i18n.match_locale(get_locale(), supported)
+        if found is None:
+            # Browsers send a handful of distinct Accept-Language values: negotiate each
+            # once.
+            header = self.request.environ.get("HTTP_ACCEPT_LANGUAGE", "")
+            found = st.header_locales.get(header)
+            if found is None:
+                values = self.request.accept_languages.values()
+                found = i18n.negotiate(values, supported) or ""
+                fragments.remember(st.header_locales, header, found)
+        return found or st.settings.default_locale
+
+    @property
+    def nonce(self) -> str | None:
+        """The page's CSP nonce from the app's provider, else Flask-Talisman's, else None."""
+        if self._nonce is None:
+            provider = self.st.csp_nonce
+            value = provider() if provider is not None else _talisman_nonce(self.request)
+            self._nonce = (str(value) if value else None,)
+        return self._nonce[0]
+
+    @property
+    def here(self) -> str:
+        """The current page as a same-site path, for the banner forms' ``next``."""
+        if self._here is None:
+            req = self.request
+            query = req.query_string.decode("latin-1")
+            self._here = req.path + ("?" + query if query else "")
+        return self._here
+
+    def fragment(
+        self,
+        key: tuple[Any, ...],
+        build: Callable[[], str],
+        state_json: Callable[[], str] | None = None,
+    ) -> Markup:
+        """Render through the per-app fragment cache (directly while templates
+        auto-reload)."""
+        nonce = self.nonce
+        if self.app.jinja_env.auto_reload:
+            return fragments.fill(build(), here=self.here, nonce=nonce, state_json=state_json)
+        key = (*key, self.request.script_root, nonce is not None)
+        return self.st.fragments.render(
+            key, build, here=self.here, nonce=nonce, state_json=state_json
+        )
+
+
+def _talisman_nonce(req: Request) -> str | None:
+    """Flask-Talisman's per-request nonce (``request.csp_nonce``), when it made one."""
+    value = getattr(req, "csp_nonce", None)
+    return value if isinstance(value, str) and value else None
+
+
+def _visit(*, create: bool = True) -> Visit | None:
+    """The current request's :class:`Visit`; ``None`` outside a request (or, with
+    ``create=False``, when nothing in this request asked for it)."""
+    try:
+        store = vars(g._get_current_object())
+    except RuntimeError:  # no application context
+        return None
+    visit = cast(Visit | None, store.get(_G_VISIT))
+    if visit is None and create:
+        try:
+            req = request._get_current_object()  # type: ignore[attr-defined]
+        except RuntimeError:  # an application context without a request
+            return None
+        visit = Visit(current_app._get_current_object(), req)  # type: ignore[attr-defined]
+        store[_G_VISIT] = visit
+    return visit
+
+
+def current_visit() -> Visit:
+    """The current request's :class:`Visit` (a request context is required)."""
+    visit = _visit()
+    if visit is None:
+        raise RuntimeError("consentkit: this needs an active request")
+    return visit
 
 
 def _request_consent() -> ConsentState:
-    known = getattr(g, _G_STATE, None)
-    if known is not None:
-        return cast(ConsentState, known)
-    if not request:
-        return UNDECIDED
-    st = get_state()
-    value = request.cookies.get(st.settings.cookie_name)
-    consent = (
-        st.codec.loads(value, policy_version=st.settings.policy_version) if value else UNDECIDED
-    )
-    setattr(g, _G_STATE, consent)
-    return consent
+    visit = _visit()
+    return visit.read_consent() if visit is not None else UNDECIDED
+
+
+def set_request_consent(state: ConsentState, *, withdrawn: tuple[str, ...] = ()) -> None:
+    """After a decision: the rest of this request sees the new choice, and the response
+    expires the cookies of the ``withdrawn`` categories."""
+    visit = current_visit()
+    visit.consent = state
+    visit.withdrawn = withdrawn
 
 
 #: The current request's consent state, computed from the cookie on first use.
@@ -266,31 +410,7 @@ current_consent: ConsentState = cast(ConsentState, LocalProxy(_request_consent))
 
 def current_locale() -> str:
     """The locale consentkit renders in for this request."""
-    cached = g.get(_G_LOCALE)
-    if cached is not None:
-        return cast(str, cached)
-    st = get_state()
-    supported = st.settings.locales
-    found: str | None = None
-    if st.locale_selector is not None:
-        found = i18n.match_locale(st.locale_selector(), supported)
-    elif "babel" in current_app.extensions:
-        try:
-            from flask_babel import get_locale
-        except ImportError:  # another "babel" extension: fall through to the header
-            pass
-        else:
-            found = i18n.match_locale(get_locale(), supported)
-    if found is None:
-        # Browsers send a handful of distinct Accept-Language values: negotiate each once.
-        header = request.headers.get("Accept-Language", "")
-        found = st.header_locales.get(header)
-        if found is None:
-            found = i18n.negotiate(request.accept_languages.values(), supported) or ""
-            fragments.remember(st.header_locales, header, found)
-    locale = found or st.settings.default_locale
-    setattr(g, _G_LOCALE, locale)
-    return locale
+    return current_visit().locale
 
 
 def template_context(locale: str | None = None) -> dict[str, Any]:
@@ -314,8 +434,7 @@ def template_context(locale: str | None = None) -> dict[str, Any]:
 
 def _here() -> str:
     """The current page as a same-site path, for the banner forms' ``next``."""
-    query = request.query_string.decode("latin-1")
-    return request.path + ("?" + query if query else "")
+    return current_visit().here
 
 
 def _action_labels(gettext: Any, texts: dict[str, Any]) -> dict[str, str]:
@@ -327,21 +446,6 @@ def _action_labels(gettext: Any, texts: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _fragment(
-    key: tuple[Any, ...],
-    build: Callable[[], str],
-    *,
-    nonce: str | None,
-    state_json: Callable[[], str] | None = None,
-) -> Markup:
-    """Render through the per-app fragment cache (directly while templates auto-reload)."""
-    here = _here()
-    if current_app.jinja_env.auto_reload:
-        return fragments.fill(build(), here=here, nonce=nonce, state_json=state_json)
-    key = (*key, request.script_root, nonce is not None)
-    return get_state().fragments.render(key, build, here=here, nonce=nonce, state_json=state_json)
-
-
 def _sentinel_context(locale: str, nonce: str | None) -> dict[str, Any]:
     context = template_context(locale)
     context["ck_here"] = fragments.HERE
@@ -351,42 +455,39 @@ def _sentinel_context(locale: str, nonce: str | None) -> dict[str, Any]:
 
 def consentkit_head() -> Markup:
     """The client configuration, stylesheet and script tags for ``<head>``."""
-    from .gating import consentkit_client_config, consentkit_csp_nonce
-
-    st = get_state()
-    locale = current_locale()
-    nonce = consentkit_csp_nonce()
+    visit = current_visit()
+    st = visit.st
+    locale = visit.locale
 
     def build() -> str:
-        context = _sentinel_context(locale, nonce)
+        from .gating import consentkit_client_config
+
+        context = _sentinel_context(locale, visit.nonce)
         context["ck_config"] = {**consentkit_client_config(), "state": fragments.STATE}
         return render_template("consentkit/head.html", **context)
 
     def state() -> str:
-        consent, signal = _request_consent(), gpc_signal()
+        consent, signal = visit.read_consent(), visit.gpc
         found = st.state_json_cache.get((consent, signal))
         if found is None:
             value = st.state_json(consent, gpc_signal=signal)
-            found = str(htmlsafe_json_dumps(value, dumps=current_app.json.dumps))
+            found = str(htmlsafe_json_dumps(value, dumps=visit.app.json.dumps))
             fragments.remember(st.state_json_cache, (consent, signal), found)
         return found
 
-    return _fragment(("head", locale), build, nonce=nonce, state_json=state)
+    return visit.fragment(("head", locale), build, state)
 
 
 def consentkit_banner() -> Markup:
     """The first-layer banner (undecided visitors only), the in-page preferences panel and
     the "Manage cookies" control."""
-    from .gating import consentkit_csp_nonce
-
-    st = get_state()
-    locale = current_locale()
-    nonce = consentkit_csp_nonce()
-    consent = _request_consent()
-    gpc_shown = gpc_signal() and st.settings.gpc == "strict"
+    visit = current_visit()
+    locale = visit.locale
+    consent = visit.read_consent()
+    gpc_shown = visit.gpc and visit.st.settings.gpc == "strict"
 
     def build() -> str:
-        return render_template("consentkit/banner.html", **_sentinel_context(locale, nonce))
+        return render_template("consentkit/banner.html", **_sentinel_context(locale, visit.nonce))
 
     key = (
         "banner",
@@ -397,7 +498,7 @@ def consentkit_banner() -> Markup:
         consent.marketing,
         gpc_shown,
     )
-    return _fragment(key, build, nonce=nonce)
+    return visit.fragment(key, build)
 
 
 def _category_title(name: str, texts: dict[str, Any]) -> str:
@@ -407,8 +508,19 @@ def _category_title(name: str, texts: dict[str, Any]) -> str:
     return name
 
 
-def _vary_on_cookie(response: Any) -> Any:
-    # A page that read the consent cookie differs per visitor: caches must key on it.
-    if _G_STATE in g:
-        response.vary.add("Cookie")
-    return response
+def _after_request(guard: Callable[[Response, Visit | None], Response]) -> Callable[..., Any]:
+    """consentkit's one ``after_request`` hook: the cookie guard, then ``Vary: Cookie``."""
+
+    def after_request(response: Response) -> Response:
+        response = guard(response, _visit(create=False))
+        # A page that read the consent cookie (perhaps only now, in the guard) differs per
+        # visitor: caches must key on it.
+        visit = _visit(create=False)
+        if visit is not None and visit.consent is not None:
+            if response.headers.getlist("Vary"):  # (no exception when there is none)
+                response.vary.add("Cookie")
+            else:
+                response.headers["Vary"] = "Cookie"
+        return response
+
+    return after_request

@@ -34,6 +34,8 @@ MAX_VARIANTS = 512
 
 #: Entries of the small per-app memos (locales per header, state JSON per visitor).
 MEMO_SIZE = 4096
+#: Filled fragments kept per (variant, page): about 4 KB each, so at most a few MB.
+FILLED_SIZE = 1024
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -45,6 +47,8 @@ def remember(memo: dict[K, V], key: K, value: V) -> None:
         memo.clear()
     memo[key] = value
 
+
+_STATE_ONLY = ("state",)
 
 # Slots of a split fragment, in the order they are filled.
 _SLOTS = {
@@ -86,6 +90,8 @@ def join(
     pieces, slots = parts
     if not slots:
         return Markup(pieces[0])  # noqa: S704 - rendered by an autoescaped template
+    if slots == _STATE_ONLY and state_json is not None:  # the head without a nonce
+        return Markup(pieces[0] + state_json() + pieces[1])  # noqa: S704 - JSON made safe
     values: dict[str, str] = {}
     out = [pieces[0]]
     for slot, piece in zip(slots, pieces[1:], strict=True):
@@ -112,6 +118,9 @@ class FragmentCache:
 
     def __init__(self) -> None:
         self._fragments: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # Fragments that depend on the variant and the page only (no nonce, no visitor
+        # state), filled: the banner of a popular page is filled once, not per view.
+        self._filled: dict[tuple[tuple[Any, ...], str], Markup] = {}
         self._lock = threading.Lock()
 
     def render(
@@ -130,7 +139,16 @@ class FragmentCache:
                 if len(self._fragments) >= MAX_VARIANTS:
                     self._fragments.clear()
                 self._fragments[key] = parts
-        return join(parts, here=here, nonce=nonce, state_json=state_json)
+        if nonce is not None or state_json is not None:
+            return join(parts, here=here, nonce=nonce, state_json=state_json)
+        filled = self._filled.get((key, here))
+        if filled is None:
+            filled = join(parts, here=here, nonce=None)
+            if len(self._filled) >= FILLED_SIZE:
+                self._filled.clear()
+            self._filled[(key, here)] = filled
+        return filled
 
     def clear(self) -> None:
         self._fragments.clear()
+        self._filled.clear()

@@ -18,13 +18,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import render_template, request, url_for
+from flask import render_template, url_for
 from markupsafe import Markup, escape
 
 from .categories import CATEGORY_NAMES, OPTIONAL_CATEGORIES
 from .extension import (
     _request_consent,
     current_locale,
+    current_visit,
     get_state,
     gpc_signal,
     template_context,
@@ -172,18 +173,10 @@ def img_markup(
 # -- Flask glue: the Jinja globals ---------------------------------------------------------
 
 
-def talisman_nonce() -> str | None:
-    """Flask-Talisman's per-request nonce (``request.csp_nonce``), when it made one."""
-    value = getattr(request, "csp_nonce", None)
-    return value if isinstance(value, str) and value else None
-
-
 def consentkit_csp_nonce() -> str | None:
     """The current request's CSP nonce from the app's provider (``ConsentKit(app,
     csp_nonce=...)``), else Flask-Talisman's, else ``None``."""
-    provider = get_state().csp_nonce or talisman_nonce
-    value = provider()
-    return str(value) if value else None
+    return current_visit().nonce
 
 
 def consentkit_script(

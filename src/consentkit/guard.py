@@ -21,15 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 from werkzeug.http import parse_date
 
 from .categories import FUNCTIONAL, Catalogue, Cookie
-from .extension import _request_consent, get_state
-
-#: ``g`` attribute set by ``POST /consent`` once a decision is recorded: the tuple of
-#: categories it withdrew (empty when none). Its presence marks a decision response.
-G_WITHDRAWN = "_consentkit_withdrawn"
+from .extension import Visit, _request_consent, get_state
 
 #: Cookie name prefixes that browsers only accept with ``Secure`` (RFC 6265bis).
 _SECURE_PREFIXES = ("__Secure-", "__Host-")
@@ -135,8 +131,10 @@ class CookieGuard:
     def __init__(self) -> None:
         self._warned: set[str] = set()
 
-    def __call__(self, response: Response) -> Response:
-        withdrawn: tuple[str, ...] | None = g.get(G_WITHDRAWN)
+    def __call__(self, response: Response, visit: Visit | None) -> Response:
+        # ``withdrawn`` is set by ``POST /consent`` once a decision is recorded (empty when
+        # it withdrew nothing): it marks a decision response.
+        withdrawn = visit.withdrawn if visit is not None else None
         headers = response.headers.getlist("Set-Cookie")
         if not headers and withdrawn is None:
             return response  # the common case: nothing to look at, not even the consent

@@ -12,7 +12,6 @@ from flask import (
     Blueprint,
     Response,
     current_app,
-    g,
     jsonify,
     redirect,
     render_template,
@@ -22,14 +21,13 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .extension import (
-    _G_STATE,
     _request_consent,
     current_locale,
     get_state,
     gpc_signal,
+    set_request_consent,
     template_context,
 )
-from .guard import G_WITHDRAWN
 from .schemas import DecisionSchema, RecordSchema
 from .signals import consent_withdrawn, decision_recorded
 from .state import UNDECIDED, decide
@@ -305,8 +303,9 @@ def post_decision() -> Response:
             consent_id=new_state.consent_id,
         )
 
-    setattr(g, _G_STATE, new_state)  # the rest of this request sees the new choice
-    setattr(g, G_WITHDRAWN, decision.withdrawn)  # the cookie guard expires their cookies
+    # The rest of this request sees the new choice; the cookie guard expires the cookies
+    # of the categories it withdrew.
+    set_request_consent(new_state, withdrawn=decision.withdrawn)
     if as_json:
         response = jsonify(st.state_json(new_state, gpc_signal=signal))
     else:
