@@ -16,10 +16,10 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from itsdangerous import BadData, BadSignature, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_decode, base64_encode
+from itsdangerous import BadData, BadSignature, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode, base64_encode, want_bytes
 
 from .state import UNDECIDED, ConsentState
 
@@ -35,6 +35,22 @@ _CONSENT_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 _POLICY = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 _FLAGS = re.compile(r"^1[01]{3}$")  # functional is always "1"
 _TOKEN = re.compile(r"^\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+
+
+class _Signer(TimestampSigner):
+    """itsdangerous derives the signing key from the secret on every signature and every
+    check; the derived key depends only on the secret, the salt and the digest, so it is
+    derived once per process here (a decision response signs a cookie)."""
+
+    _derived: ClassVar[dict[tuple[bytes, bytes, str, Any], bytes]] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        secret = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
+        key = (secret, self.salt, self.key_derivation, self.digest_method)
+        found = self._derived.get(key)
+        if found is None:
+            found = self._derived[key] = super().derive_key(secret)
+        return found
 
 
 class ConsentCookieCodec:
@@ -54,6 +70,7 @@ class ConsentCookieCodec:
         self._serializer = URLSafeTimedSerializer(
             list(secret_keys),
             salt=SALT,
+            signer=_Signer,
             signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
         )
 

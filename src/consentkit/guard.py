@@ -54,7 +54,7 @@ def parse_set_cookie(header: str, now: datetime | None = None) -> SetCookie | No
     if not sep or not name:
         return None
     max_age: int | None = None
-    expires: datetime | None = None
+    expires_text: str | None = None
     for attribute in attributes:
         key, _, value = attribute.partition("=")
         key = key.strip().lower()
@@ -64,9 +64,11 @@ def parse_set_cookie(header: str, now: datetime | None = None) -> SetCookie | No
             except ValueError:
                 continue  # browsers ignore a malformed Max-Age
         elif key == "expires":
-            expires = parse_date(value.strip())
+            expires_text = value
     if max_age is not None:
         return SetCookie(name, max_age <= 0)
+    # Parsed only when there is no Max-Age: a date costs more than the rest together.
+    expires = parse_date(expires_text.strip()) if expires_text is not None else None
     if expires is not None:
         moment = now or datetime.now(UTC)
         if expires.tzinfo is None:
