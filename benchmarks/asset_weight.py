@@ -61,22 +61,41 @@ def consent_cookie_sizes() -> dict[str, int]:
 
 
 def main() -> int:
-    ok = True
+    # Imported here: tests/browser/test_weight.py loads this module without benchmarks/ on
+    # the path, for the size functions only.
+    from common import Result, report
+
     sizes = asset_sizes()
     print("Banner assets (gzip -9):")
     for name, (raw, packed) in sizes.items():
         print(f"  {name:<16} {raw:>6} bytes raw  {packed:>6} bytes gzipped")
     total = sum(packed for _raw, packed in sizes.values())
-    verdict = "PASS" if total <= ASSET_BUDGET else "FAIL"
-    ok = ok and total <= ASSET_BUDGET
-    print(
-        f"  {'total':<16} {'':>16}  {total:>6} bytes gzipped  (target <= {ASSET_BUDGET}) {verdict}"
-    )
-    print("Consent cookie value:")
+    results = [
+        report(
+            Result(
+                "B5",
+                "consentkit.js + consentkit.css, gzip -9",
+                total,
+                f"<= {ASSET_BUDGET:,}",
+                total <= ASSET_BUDGET,
+                " B",
+            )
+        )
+    ]
     for label, size in consent_cookie_sizes().items():
-        verdict = "PASS" if size <= COOKIE_BUDGET else "FAIL"
-        ok = ok and size <= COOKIE_BUDGET
-        print(f"  {label:<16} {size:>6} bytes  (target <= {COOKIE_BUDGET}) {verdict}")
+        results.append(
+            report(
+                Result(
+                    "B5",
+                    f"consent cookie value ({label})",
+                    size,
+                    f"<= {COOKIE_BUDGET}",
+                    size <= COOKIE_BUDGET,
+                    " B",
+                )
+            )
+        )
+    ok = all(r.passed for r in results)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
