@@ -58,7 +58,11 @@ class ConsentKitState:
     #: Locale negotiated per Accept-Language value, and state JSON per visitor state: a
     #: returning visitor's page repeats both (bounded by fragments.remember).
     header_locales: dict[str, str] = field(default_factory=dict)
-    state_json_cache: dict[tuple[ConsentState, bool], str] = field(default_factory=dict)
+    state_json_cache: dict[tuple[str, bool], str] = field(default_factory=dict)
+    #: The consent cookie's value per raw ``Cookie`` header: a visitor's browser sends the
+    #: same header page after page, and parsing every cookie in it costs more than a
+    #: look-up ("" when the header has no consent cookie).
+    cookie_values: dict[str, str] = field(default_factory=dict)
     #: Where decisions wait while the database is unreachable (``None``: no spool).
     spool: Spool | None = None
 
@@ -261,7 +265,18 @@ class Visit:
     use: the helpers of one page share it instead of each going through Flask's context
     proxies, which cost more than the helpers' own work (benchmark B1)."""
 
-    __slots__ = ("_here", "_locale", "_nonce", "app", "consent", "request", "st", "withdrawn")
+    __slots__ = (
+        "_here",
+        "_locale",
+        "_nonce",
+        "app",
+        "consent",
+        "consent_from_cookie",
+        "cookie_value",
+        "request",
+        "st",
+        "withdrawn",
+    )
 
     def __init__(self, app: Flask, req: Request) -> None:
         self.app = app
@@ -269,6 +284,10 @@ class Visit:
         self.request = req
         #: The consent state once the cookie has been read (then responses vary on it).
         self.consent: ConsentState | None = None
+        #: Whether ``consent`` is what the cookie says (not a decision of this request),
+        #: and that cookie's value ("" when absent).
+        self.consent_from_cookie = False
+        self.cookie_value = ""
         #: Categories a decision of this request withdrew (set by ``POST /consent``): its
         #: response expires their cookies (consentkit.guard).
         self.withdrawn: tuple[str, ...] | None = None
@@ -279,13 +298,26 @@ class Visit:
     def read_consent(self) -> ConsentState:
         if self.consent is None:
             st = self.st
-            value = self.request.cookies.get(st.settings.cookie_name)
+            value = self.cookie_value = self._read_cookie()
             self.consent = (
                 st.codec.loads(value, policy_version=st.settings.policy_version)
                 if value
                 else UNDECIDED
             )
+            self.consent_from_cookie = True
         return self.consent
+
+    def _read_cookie(self) -> str:
+        """The consent cookie as the browser sent it ("" when absent)."""
+        header = self.request.environ.get("HTTP_COOKIE")
+        if not header:
+            return ""
+        memo = self.st.cookie_values
+        value = memo.get(header)
+        if value is None:
+            value = self.request.cookies.get(self.st.settings.cookie_name) or ""
+            fragments.remember(memo, header, value)
+        return value
 
     @property
     def gpc(self) -> bool:
@@ -401,6 +433,7 @@ def set_request_consent(state: ConsentState, *, withdrawn: tuple[str, ...] = ())
     expires the cookies of the ``withdrawn`` categories."""
     visit = current_visit()
     visit.consent = state
+    visit.consent_from_cookie = False
     visit.withdrawn = withdrawn
 
 
@@ -468,14 +501,26 @@ def consentkit_head() -> Markup:
 
     def state() -> str:
         consent, signal = visit.read_consent(), visit.gpc
-        found = st.state_json_cache.get((consent, signal))
+        if consent is UNDECIDED:
+            key = ("", signal)
+        elif visit.consent_from_cookie:
+            # Keyed by the cookie itself, which is the state (and one object per header,
+            # thanks to cookie_values, so its hash is computed once).
+            key = (visit.cookie_value, signal)
+        else:  # a decision of this very request
+            return _state_json_text(visit, consent, signal)
+        found = st.state_json_cache.get(key)
         if found is None:
-            value = st.state_json(consent, gpc_signal=signal)
-            found = str(htmlsafe_json_dumps(value, dumps=visit.app.json.dumps))
-            fragments.remember(st.state_json_cache, (consent, signal), found)
+            found = _state_json_text(visit, consent, signal)
+            fragments.remember(st.state_json_cache, key, found)
         return found
 
     return visit.fragment(("head", locale), build, state)
+
+
+def _state_json_text(visit: Visit, consent: ConsentState, signal: bool) -> str:
+    value = visit.st.state_json(consent, gpc_signal=signal)
+    return str(htmlsafe_json_dumps(value, dumps=visit.app.json.dumps))
 
 
 def consentkit_banner() -> Markup:
