@@ -65,8 +65,8 @@ class ConsentCookieCodec:
         self.max_age = max_age
         # Cookie values already verified in this process: a returning visitor's next page
         # costs a dictionary look-up, not an HMAC and a JSON parse. Only verified values
-        # enter; their age is still checked on every use.
-        self._verified: dict[str, ConsentState] = {}
+        # enter, with the moment they expire; their age is still checked on every use.
+        self._verified: dict[str, tuple[ConsentState, float]] = {}
         self._serializer = URLSafeTimedSerializer(
             list(secret_keys),
             salt=SALT,
@@ -100,8 +100,8 @@ class ConsentCookieCodec:
             return None
         known = self._verified.get(value)
         if known is not None:
-            if self._fresh(known):
-                return known
+            if time.time() <= known[1]:
+                return known[0]
             self._verified.pop(value, None)
             return None
         if len(value) > MAX_COOKIE_LENGTH or not _canonical(value):
@@ -116,13 +116,13 @@ class ConsentCookieCodec:
         if state is not None:
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
-            self._verified[value] = state
+            self._verified[value] = (state, self._expiry(state))
         return state
 
-    def _fresh(self, state: ConsentState) -> bool:
+    def _expiry(self, state: ConsentState) -> float:
         # The signed timestamp and the payload's issue time are the same second.
         issued = state.issued_at.timestamp() if state.issued_at is not None else 0.0
-        return time.time() - issued <= self.max_age
+        return issued + self.max_age
 
     def loads(self, value: str | None, *, policy_version: str) -> ConsentState:
         """The state a cookie value grants today: undecided unless valid and current."""

@@ -557,10 +557,11 @@ def _after_request(guard: Callable[[Response, Visit | None], Response]) -> Calla
     """consentkit's one ``after_request`` hook: the cookie guard, then ``Vary: Cookie``."""
 
     def after_request(response: Response) -> Response:
-        response = guard(response, _visit(create=False))
-        # A page that read the consent cookie (perhaps only now, in the guard) differs per
-        # visitor: caches must key on it.
         visit = _visit(create=False)
+        response = guard(response, visit)
+        if visit is None:
+            visit = _visit(create=False)  # the guard may have read the consent
+        # A page that read the consent cookie differs per visitor: caches must key on it.
         if visit is not None and visit.consent is not None:
             if response.headers.getlist("Vary"):  # (no exception when there is none)
                 response.vary.add("Cookie")
