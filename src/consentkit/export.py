@@ -16,7 +16,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TextIO
+from functools import lru_cache
+from itertools import islice
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 from .columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS
 from .integrity import LogKeys, canonical, iso, notice_digest, record_message
@@ -41,6 +43,7 @@ __all__ = [
     "FORMATS",
     "WRITERS",
     "ExportCheck",
+    "RowSource",
     "Tally",
     "build_manifest",
     "csv_cell",
@@ -90,7 +93,20 @@ def _text_cell(value: Any) -> str:
 
 
 def _time_cell(value: Any) -> str:
+    if value.__class__ is datetime:
+        text: str = value.isoformat()
+        if value.tzinfo is None:
+            return text + "Z"  # naive times are UTC (SQLite returns those)
+        if text.endswith("+00:00"):
+            return text[:-6] + "Z"  # already UTC (whatever the tzinfo): no conversion
     return iso(value) if isinstance(value, datetime) else _text_cell(value)
+
+
+@lru_cache(maxsize=256)
+def _categories_cell(stored: str) -> str:
+    """The cell of a category list as the log stores it (comma-separated names), as
+    :func:`_csv_row` writes the list. A handful of distinct values: each converted once."""
+    return _text_cell(";".join(name for name in stored.split(",") if name))
 
 
 def _csv_row(r: Mapping[str, Any]) -> list[str]:
@@ -115,6 +131,50 @@ def _csv_row(r: Mapping[str, Any]) -> list[str]:
         "" if seq is None else str(seq),
         _text_cell(r.get("key_id")),
         _text_cell(r.get("mac")),
+    ]
+
+
+def _csv_db_row(row: Sequence[Any]) -> list[str]:
+    """:func:`_csv_row` for a :class:`RowSource` row: the same cells, without a dict."""
+    (
+        record_id,
+        occurred_at,
+        site,
+        subject,
+        action,
+        surface,
+        granted,
+        denied,
+        withdrawn,
+        policy_version,
+        locale,
+        notice_hash,
+        gpc,
+        expires_at,
+        stream_id,
+        stream_seq,
+        key_id,
+        mac,
+    ) = row
+    return [
+        str(record_id),
+        _time_cell(occurred_at),
+        _text_cell(site),
+        _text_cell(subject),
+        _text_cell(action),
+        _text_cell(surface),
+        _categories_cell(granted),
+        _categories_cell(denied),
+        _categories_cell(withdrawn),
+        _text_cell(policy_version),
+        _text_cell(locale),
+        _text_cell(notice_hash),
+        "true" if gpc else "false",
+        _time_cell(expires_at),
+        _text_cell(stream_id),
+        "" if stream_seq is None else str(stream_seq),
+        _text_cell(key_id),
+        _text_cell(mac),
     ]
 
 
@@ -185,21 +245,37 @@ def parse_utc(text: str, *, end: bool = False) -> datetime:
 # -- writers -----------------------------------------------------------------------------
 
 
+@runtime_checkable
+class RowSource(Protocol):
+    """Records that can also be read as rows, which the CSV writer then uses: no dict per
+    record. A row holds the :data:`COLUMNS` in order, values as the database returns them:
+    datetimes (naive ones are UTC), category lists as stored (names joined by commas),
+    ``gpc`` true or false, ``None`` for absent tamper-evidence columns. A wrapper around
+    records (:class:`Tally`) returns ``None`` when what it wraps has no rows."""
+
+    def export_rows(self) -> Iterator[Sequence[Any]] | None: ...
+
+
+def _rows_of(records: Iterable[Any]) -> Iterator[Sequence[Any]] | None:
+    return records.export_rows() if isinstance(records, RowSource) else None
+
+
 def iter_csv(records: Iterable[Mapping[str, Any]], *, bom: bool = False) -> Iterator[str]:
     """RFC 4180 CSV (CRLF line ends, quoted as needed), header row first; UTF-8 with an
-    optional byte-order mark, which Excel needs to read UTF-8."""
+    optional byte-order mark, which Excel needs to read UTF-8. Reads ``records`` as rows
+    when it is a :class:`RowSource` with rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     yield (BOM if bom else "") + buffer.getvalue()
-    rows: list[list[str]] = []
-    for record in records:
-        rows.append(_csv_row(record))
-        if len(rows) == _ROWS_PER_CHUNK:
-            yield _csv_chunk(writer, buffer, rows)
-            rows = []
-    if rows:
-        yield _csv_chunk(writer, buffer, rows)
+    cells = _csv_rows(records)
+    while chunk := list(islice(cells, _ROWS_PER_CHUNK)):
+        yield _csv_chunk(writer, buffer, chunk)
+
+
+def _csv_rows(records: Iterable[Mapping[str, Any]]) -> Iterator[list[str]]:
+    rows = _rows_of(records)
+    return map(_csv_row, records) if rows is None else map(_csv_db_row, rows)
 
 
 def _csv_chunk(writer: Any, buffer: io.StringIO, rows: list[list[str]]) -> str:
@@ -273,6 +349,15 @@ class _Count:
             self.count += 1
             yield record
 
+    def export_rows(self) -> Iterator[Sequence[Any]] | None:
+        rows = _rows_of(self.records)
+        return None if rows is None else self._count_rows(rows)
+
+    def _count_rows(self, rows: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+        for row in rows:
+            self.count += 1
+            yield row
+
 
 def _drain(chunks: Iterable[str], out: TextIO, counter: _Count) -> int:
     for chunk in chunks:
@@ -299,9 +384,14 @@ Writer = Callable[[Iterable[Mapping[str, Any]], TextIO], int]
 WRITERS: dict[str, Writer] = {"csv": write_csv, "json": write_json, "ndjson": write_ndjson}
 
 
+_OCCURRED_AT = COLUMNS.index("occurred_at")
+_NOTICE_HASH = COLUMNS.index("notice_hash")
+
+
 class Tally:
-    """Passes records through, counting them and noting what the manifest needs: the notice
-    hashes they reference and the first and last decision times."""
+    """Passes records (or their rows, see :class:`RowSource`) through, counting them and
+    noting what the manifest needs: the notice hashes they reference and the first and last
+    decision times (as the records give them: naive ones are UTC)."""
 
     def __init__(
         self, records: Iterable[Mapping[str, Any]], on_record: Callable[[], None] | None = None
@@ -315,17 +405,28 @@ class Tally:
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
         for record in self._records:
-            self.count += 1
-            self.notice_hashes.add(str(record["notice_hash"]))
-            when = record["occurred_at"]
-            if isinstance(when, datetime):
-                if self.first is None or when < self.first:
-                    self.first = when
-                if self.last is None or when > self.last:
-                    self.last = when
-            if self._on_record is not None:
-                self._on_record()
+            self._note(record["notice_hash"], record["occurred_at"])
             yield record
+
+    def export_rows(self) -> Iterator[Sequence[Any]] | None:
+        rows = _rows_of(self._records)
+        return None if rows is None else self._tally_rows(rows)
+
+    def _tally_rows(self, rows: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+        for row in rows:
+            self._note(row[_NOTICE_HASH], row[_OCCURRED_AT])
+            yield row
+
+    def _note(self, notice_hash: Any, when: Any) -> None:
+        self.count += 1
+        self.notice_hashes.add(str(notice_hash))
+        if isinstance(when, datetime):
+            if self.first is None or when < self.first:
+                self.first = when
+            if self.last is None or when > self.last:
+                self.last = when
+        if self._on_record is not None:
+            self._on_record()
 
 
 # -- manifest ----------------------------------------------------------------------------

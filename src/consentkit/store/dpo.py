@@ -31,7 +31,14 @@ from ..integrity import (
     record_message,
     to_ranges,
 )
-from .store import ConsentStore, NoticeCopy, RecordFilter, as_utc, filter_conditions
+from .store import (
+    ConsentStore,
+    NoticeCopy,
+    RecordFilter,
+    RecordStream,
+    as_utc,
+    filter_conditions,
+)
 from .store import split_categories as _split
 from .tables import ledger, notices, records
 
@@ -553,14 +560,10 @@ def notices_for(store: ConsentStore, hashes: Iterable[str]) -> list[NoticeCopy]:
 
 def iter_export_records(
     store: ConsentStore, filters: RecordFilter, *, batch: int = 5000
-) -> Iterator[dict[str, Any]]:
-    """Like :meth:`ConsentStore.iter_records` (``record_id`` order, keyset batches, flat
-    memory) with the tamper-evidence columns, unpacked by position for speed."""
-    store.create_all()
-    conditions = filter_conditions(filters)
-    base = _select_rows().where(*conditions).order_by(records.c.record_id)
-    for row in _iter_pages(store, base, lambda last: records.c.record_id > last[0], batch):
-        yield record_dict(row)
+) -> RecordStream:
+    """:meth:`ConsentStore.iter_records` (``record_id`` order, keyset batches, flat memory)
+    in larger batches; the CSV writer reads its rows (:class:`consentkit.export.RowSource`)."""
+    return store.iter_records(filters, batch_size=batch)
 
 
 def notice_hashes(store: ConsentStore, filters: RecordFilter) -> set[str]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, insert, select
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Row, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -94,6 +94,8 @@ def filter_conditions(filters: RecordFilter) -> list[ColumnElement[bool]]:
 
 #: The columns :meth:`ConsentStore.iter_records` reads, in the order _row_to_dict unpacks.
 _ROW_COLUMNS = (*CONTRACT_COLUMNS, "event_id", *INTEGRITY_COLUMNS)
+#: The columns of :meth:`RecordStream.export_rows`: the export's columns, in its order.
+_EXPORT_COLUMNS = (*CONTRACT_COLUMNS, *INTEGRITY_COLUMNS)
 
 
 def _row_to_dict(row: Any) -> dict[str, Any]:
@@ -344,26 +346,29 @@ class ConsentStore:
 
     def iter_records(
         self, filters: RecordFilter | None = None, *, batch_size: int = 2000
-    ) -> Iterator[dict[str, Any]]:
-        """Records in ``record_id`` order, read in keyset-paginated batches (flat memory)."""
-        conditions = filter_conditions(filters or RecordFilter())
+    ) -> RecordStream:
+        """Records in ``record_id`` order, read in keyset-paginated batches (flat memory);
+        a CSV export reads them as rows (:meth:`RecordStream.export_rows`)."""
+        return RecordStream(self, filters or RecordFilter(), batch_size)
+
+    def _pages(
+        self, columns: Sequence[str], filters: RecordFilter, batch_size: int
+    ) -> Iterator[Row[Any]]:
+        """Rows of ``columns`` (``record_id`` first) in ``record_id`` order. Keyset batches
+        rather than one streaming cursor: each batch is its own short transaction, so a long
+        export (or a slow download) holds no snapshot open on PostgreSQL nor a read
+        transaction that lets SQLite's WAL grow, and keeps no pooled connection to itself."""
+        conditions = filter_conditions(filters)
+        selected = select(*(records.c[name] for name in columns)).order_by(records.c.record_id)
         last_id = 0
         while True:
-            query = (
-                select(*(records.c[name] for name in _ROW_COLUMNS))
-                .where(records.c.record_id > last_id, *conditions)
-                .order_by(records.c.record_id)
-                .limit(batch_size)
-            )
+            query = selected.where(records.c.record_id > last_id, *conditions).limit(batch_size)
             with self._connect() as conn:
                 rows = conn.execute(query).all()
-            if not rows:
-                return
-            for row in rows:
-                yield _row_to_dict(row)
-            last_id = rows[-1][0]
+            yield from rows
             if len(rows) < batch_size:
                 return
+            last_id = rows[-1][0]
 
     def notice(self, notice_hash: str) -> NoticeCopy | None:
         with self._connect() as conn:
@@ -385,3 +390,27 @@ class ConsentStore:
     @property
     def log_keys(self) -> LogKeys | None:
         return self._log_keys
+
+
+class RecordStream(Iterator[dict[str, Any]]):
+    """What :meth:`ConsentStore.iter_records` returns: an iterator of record dicts that an
+    exporter can instead read as rows (:meth:`export_rows`), which costs no dict per record.
+    The queries run when iteration starts."""
+
+    def __init__(self, store: ConsentStore, filters: RecordFilter, batch_size: int) -> None:
+        self._store = store
+        self._filters = filters
+        self._batch_size = batch_size
+        self._records: Iterator[dict[str, Any]] | None = None
+
+    def __next__(self) -> dict[str, Any]:
+        if self._records is None:
+            rows = self._store._pages(_ROW_COLUMNS, self._filters, self._batch_size)
+            self._records = map(_row_to_dict, rows)
+        return next(self._records)
+
+    def export_rows(self) -> Iterator[Row[Any]]:
+        """The same records as rows in :data:`consentkit.export.COLUMNS` order, values as
+        the database returns them (times naive UTC on SQLite, categories comma-separated;
+        see :class:`consentkit.export.RowSource`). Read these or the dicts, not both."""
+        return self._store._pages(_EXPORT_COLUMNS, self._filters, self._batch_size)
