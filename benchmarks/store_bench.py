@@ -168,7 +168,13 @@ else:
             writer.writerow(row)
             n += 1
 elapsed = time.perf_counter() - start
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# This process's own peak: Linux carries the parent's peak over fork and exec into
+# ru_maxrss, which would report the benchmark's (after filling the database), not the export's.
+try:
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(n, elapsed, peak_kib)
 """
 
