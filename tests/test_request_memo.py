@@ -63,3 +63,15 @@ def test_gpc_is_read_per_request(make_app: Any) -> None:
     assert page_state(client.get("/"))["gpc"] is False
     assert page_state(client.get("/", headers={"Sec-GPC": "1"}))["gpc"] is True
     assert page_state(client.get("/"))["gpc"] is False
+
+
+def test_a_long_cookie_header_is_read_but_not_remembered(make_app: Any) -> None:
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+    client = app.test_client()
+    client.post("/consent", json={"action": "accept_all"})
+    assert page_state(client.get("/"))["decided"] is True
+    memo = app.extensions["consentkit"].cookie_values
+    assert len(memo) == 1
+    client.set_cookie("bulky", "x" * 3000)
+    assert page_state(client.get("/"))["decided"] is True
+    assert len(memo) == 1

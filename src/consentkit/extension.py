@@ -33,6 +33,9 @@ from .store.spool import Spool
 
 EXTENSION_KEY = "consentkit"
 _G_VISIT = "_consentkit_visit"
+#: Longer Cookie headers are parsed every time rather than remembered (a memo of 4,096
+#: headers of at most this length stays under 8 MB).
+_MEMO_HEADER_LENGTH = 2048
 
 LocaleSelector = Callable[[], Any]
 AdminCheck = Callable[[], bool]
@@ -312,6 +315,8 @@ class Visit:
         header = self.request.environ.get("HTTP_COOKIE")
         if not header:
             return ""
+        if len(header) > _MEMO_HEADER_LENGTH:  # keeps the memo's memory small
+            return self.request.cookies.get(self.st.settings.cookie_name) or ""
         memo = self.st.cookie_values
         value = memo.get(header)
         if value is None:
