@@ -21,3 +21,6 @@ CONTRACT_COLUMNS: tuple[str, ...] = (
 )
 #: What the tamper-evidence scheme adds to every row (see integrity.py).
 INTEGRITY_COLUMNS: tuple[str, ...] = ("stream_id", "stream_seq", "key_id", "mac")
+#: A signed record as the exports and the DPO tools read it: the contract's columns, then
+#: the tamper-evidence columns.
+LOG_COLUMNS: tuple[str, ...] = CONTRACT_COLUMNS + INTEGRITY_COLUMNS

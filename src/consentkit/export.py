@@ -20,11 +20,11 @@ from functools import lru_cache
 from itertools import islice
 from typing import Any, Protocol, TextIO, runtime_checkable
 
-from .columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS
+from .columns import INTEGRITY_COLUMNS, LOG_COLUMNS
 from .integrity import LogKeys, canonical, iso, notice_digest, record_message
 
 #: The contract's log columns, then the tamper-evidence columns, in export order.
-COLUMNS: tuple[str, ...] = CONTRACT_COLUMNS + INTEGRITY_COLUMNS
+COLUMNS: tuple[str, ...] = LOG_COLUMNS
 FORMATS = ("csv", "json", "ndjson")
 EXPORT_FORMAT = "consentkit-export/1"
 MANIFEST_FORMAT = "consentkit-export-manifest/1"

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS
+from ..columns import LOG_COLUMNS
 from ..integrity import (
     LedgerEntry,
     LogKeys,
@@ -72,7 +72,7 @@ def _categories(value: str) -> tuple[str, ...]:
 
 
 #: The columns the DPO tools read, in the order :func:`record_dict` unpacks them.
-_COLUMNS = CONTRACT_COLUMNS + INTEGRITY_COLUMNS
+_COLUMNS = LOG_COLUMNS
 
 
 _STREAM, _SEQ = _COLUMNS.index("stream_id"), _COLUMNS.index("stream_seq")
@@ -226,21 +226,6 @@ def record_operation(
 # -- verification ------------------------------------------------------------------------
 
 
-def _iter_pages(
-    store: ConsentStore, base: Any, key: Callable[[Any], ColumnElement[bool]], batch: int
-) -> Iterator[Any]:
-    """Keyset pagination: ``key(last_row)`` selects the rows after the last one read."""
-    last = None
-    while True:
-        query = base if last is None else base.where(key(last))
-        with store.engine.connect() as conn:
-            rows = conn.execute(query.limit(batch)).all()
-        yield from rows
-        if len(rows) < batch:
-            return
-        last = rows[-1]
-
-
 def verify(
     store: ConsentStore,
     keys: LogKeys,
@@ -258,8 +243,7 @@ def verify(
         .where(c.stream_id.is_not(None), c.stream_seq.is_not(None))
         .order_by(c.stream_id, c.stream_seq)
     )
-    for row in _iter_pages(
-        store,
+    for row in store.pages(
         signed,
         lambda last: or_(
             c.stream_id > last[_STREAM],
@@ -273,7 +257,7 @@ def verify(
         .where(or_(c.stream_id.is_(None), c.stream_seq.is_(None)))
         .order_by(c.record_id)
     )
-    for row in _iter_pages(store, unsigned, lambda last: c.record_id > last[0], batch):
+    for row in store.pages(unsigned, lambda last: c.record_id > last[0], batch):
         verifier.add_record(record_dict(row))
     stored: set[str] = set()
     with store.engine.connect() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..categories import CATEGORY_NAMES
-from ..columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS
+from ..columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS, LOG_COLUMNS
 from ..integrity import LogKeys, StreamPool, record_message
 from .tables import notices, records
 
@@ -94,8 +94,6 @@ def filter_conditions(filters: RecordFilter) -> list[ColumnElement[bool]]:
 
 #: The columns :meth:`ConsentStore.iter_records` reads, in the order _row_to_dict unpacks.
 _ROW_COLUMNS = (*CONTRACT_COLUMNS, "event_id", *INTEGRITY_COLUMNS)
-#: The columns of :meth:`RecordStream.export_rows`: the export's columns, in its order.
-_EXPORT_COLUMNS = (*CONTRACT_COLUMNS, *INTEGRITY_COLUMNS)
 
 
 def _row_to_dict(row: Any) -> dict[str, Any]:
@@ -358,17 +356,27 @@ class ConsentStore:
         rather than one streaming cursor: each batch is its own short transaction, so a long
         export (or a slow download) holds no snapshot open on PostgreSQL nor a read
         transaction that lets SQLite's WAL grow, and keeps no pooled connection to itself."""
-        conditions = filter_conditions(filters)
-        selected = select(*(records.c[name] for name in columns)).order_by(records.c.record_id)
-        last_id = 0
+        base = (
+            select(*(records.c[name] for name in columns))
+            .where(*filter_conditions(filters))
+            .order_by(records.c.record_id)
+        )
+        return self.pages(base, lambda last: records.c.record_id > last[0], batch_size)
+
+    def pages(
+        self, base: Any, after: Callable[[Any], ColumnElement[bool]], batch_size: int
+    ) -> Iterator[Any]:
+        """The rows of the ordered query ``base``, ``batch_size`` at a time (keyset
+        pagination): ``after(last_row)`` selects the rows that follow the last one read."""
+        last = None
         while True:
-            query = selected.where(records.c.record_id > last_id, *conditions).limit(batch_size)
+            query = base if last is None else base.where(after(last))
             with self._connect() as conn:
-                rows = conn.execute(query).all()
+                rows = conn.execute(query.limit(batch_size)).all()
             yield from rows
             if len(rows) < batch_size:
                 return
-            last_id = rows[-1][0]
+            last = rows[-1]
 
     def notice(self, notice_hash: str) -> NoticeCopy | None:
         with self._connect() as conn:
@@ -413,4 +421,4 @@ class RecordStream(Iterator[dict[str, Any]]):
         """The same records as rows in :data:`consentkit.export.COLUMNS` order, values as
         the database returns them (times naive UTC on SQLite, categories comma-separated;
         see :class:`consentkit.export.RowSource`). Read these or the dicts, not both."""
-        return self._store._pages(_EXPORT_COLUMNS, self._filters, self._batch_size)
+        return self._store._pages(LOG_COLUMNS, self._filters, self._batch_size)
