@@ -301,11 +301,10 @@ class Visit:
     def read_consent(self) -> ConsentState:
         if self.consent is None:
             st = self.st
-            value = self.cookie_value = self._read_cookie()
-            self.consent = (
-                st.codec.loads(value, policy_version=st.settings.policy_version)
-                if value
-                else UNDECIDED
+            self.cookie_value = self._read_cookie()
+            # An empty value is undecided, without a look-up.
+            self.consent = st.codec.loads(
+                self.cookie_value, policy_version=st.settings.policy_version
             )
             self.consent_from_cookie = True
         return self.consent

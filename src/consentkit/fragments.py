@@ -41,9 +41,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def remember(memo: dict[K, V], key: K, value: V) -> None:
+def remember(memo: dict[K, V], key: K, value: V, *, limit: int = MEMO_SIZE) -> None:
     """Store in a bounded memo: emptied when full, so hostile variety cannot grow it."""
-    if len(memo) >= MEMO_SIZE:
+    if len(memo) >= limit:
         memo.clear()
     memo[key] = value
 
@@ -136,17 +136,13 @@ class FragmentCache:
         if parts is None:
             parts = split(build())
             with self._lock:
-                if len(self._fragments) >= MAX_VARIANTS:
-                    self._fragments.clear()
-                self._fragments[key] = parts
+                remember(self._fragments, key, parts, limit=MAX_VARIANTS)
         if nonce is not None or state_json is not None:
             return join(parts, here=here, nonce=nonce, state_json=state_json)
         filled = self._filled.get((key, here))
         if filled is None:
             filled = join(parts, here=here, nonce=None)
-            if len(self._filled) >= FILLED_SIZE:
-                self._filled.clear()
-            self._filled[(key, here)] = filled
+            remember(self._filled, (key, here), filled, limit=FILLED_SIZE)
         return filled
 
     def clear(self) -> None:
