@@ -159,3 +159,13 @@ def test_subject_and_erase_in_a_real_flask_process(app, tmp_path):
     assert erased.returncode == 0, erased.stderr
     assert len(_rows(app)) == 1
     assert run_flask(tmp_path, "verify").returncode == 0
+
+
+def test_a_consent_id_starting_with_a_dash_is_an_argument(app, runner):
+    # URL-safe base64: one visitor in 64 has an id like this one.
+    result = _subject(runner, "-" + "A" * 21, "--erase", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "nothing erased" in result.output
+    result = _subject(runner, "-" + "A" * 21)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["records"] == []

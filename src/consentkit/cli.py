@@ -532,7 +532,10 @@ def ledger_command(as_json: bool) -> None:
 # -- subject access and erasure ----------------------------------------------------------
 
 
-@consentkit_cli.command("subject")
+# A consent id is URL-safe base64 and one in 64 starts with "-": taken for an unknown
+# option, it would be refused. Unknown options are therefore read as the argument (the
+# command's own options have no short forms to collide with).
+@consentkit_cli.command("subject", context_settings={"ignore_unknown_options": True})
 @click.argument("consent_id")
 @click.option("--erase", is_flag=True, help="Delete this visitor's records (GDPR Art. 17).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before --erase.")
