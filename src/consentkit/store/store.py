@@ -11,12 +11,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, insert, select
 from sqlalchemy.engine import Connection, Row, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..categories import CATEGORY_NAMES
 from ..columns import CONTRACT_COLUMNS, INTEGRITY_COLUMNS, LOG_COLUMNS
 from ..integrity import LogKeys, StreamPool, record_message
+from .group_commit import GroupCommit
 from .tables import notices, records
 
 #: What a store call raises when the database cannot be reached or written.
@@ -195,6 +196,11 @@ class ConsentStore:
         # Tamper evidence (consentkit.integrity): without a key, rows are written unsigned.
         self._log_keys: LogKeys | None = None
         self._streams = StreamPool()
+        # Decisions recorded at the same moment by threads of this process share one
+        # commit; a constraint broken by one row fails that row alone.
+        self._inserts: GroupCommit[dict[str, Any], int] = GroupCommit(
+            self._insert_rows, row_errors=(IntegrityError, DataError)
+        )
 
     @classmethod
     def from_uri(cls, uri: str) -> ConsentStore:
@@ -295,7 +301,8 @@ class ConsentStore:
             return self._insert_signed(values)
 
     def _insert_signed(self, values: dict[str, Any]) -> int:
-        """One INSERT, with the row's stream position and MAC when a log key is set."""
+        """One row, with its stream position and MAC when a log key is set (committed with
+        any rows other threads of this process insert at the same moment)."""
         stream = None
         if self._log_keys is not None:
             stream = self._streams.acquire()
@@ -304,8 +311,7 @@ class ConsentStore:
                 **_signature(self._log_keys, stream.stream_id, stream.next_seq, values),
             }
         try:
-            with self._connect() as conn, conn.begin():
-                record_id = int(conn.execute(_INSERT_RECORD, values).scalar_one())
+            record_id = self._inserts.submit(values)
         except BaseException:
             if stream is not None:
                 self._streams.discard(stream)  # see StreamPool: never leave a hole
@@ -313,6 +319,11 @@ class ConsentStore:
         if stream is not None:
             self._streams.release(stream, used=True)
         return record_id
+
+    def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert ``rows`` in one transaction; their record ids, in order."""
+        with self._connect() as conn, conn.begin():
+            return [int(conn.execute(_INSERT_RECORD, values).scalar_one()) for values in rows]
 
     def _has_notice(self, notice_hash: str) -> bool:
         with self._connect() as conn:
