@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from html import unescape
+from html.parser import HTMLParser
 from typing import Any
 
+import pytest
 from flask import Flask
+
+from consentkit import fragments
 
 CONFIG = re.compile(r'<script type="application/json" id="consentkit-config">(.*?)</script>')
 
@@ -75,3 +80,70 @@ def test_a_long_cookie_header_is_read_but_not_remembered(make_app: Any) -> None:
     client.set_cookie("bulky", "x" * 3000)
     assert page_state(client.get("/"))["decided"] is True
     assert len(memo) == 1
+
+
+# -- consentkit's markup keeps an ASCII page ASCII ---------------------------------------
+
+
+class _Text(HTMLParser):
+    """What a browser reads from markup: text and attribute values, references decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.parts.append(f"<{tag} {attrs}>")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def _read(markup: str) -> list[str]:
+    parser = _Text()
+    parser.feed(markup)
+    parser.close()
+    return parser.parts
+
+
+def test_ascii_html_reads_the_same_and_leaves_raw_text_alone() -> None:
+    markup = (
+        '<p title="Paramètres “x”">Gérer — 5 €</p>'
+        "<script>var s = 'é';</script><STYLE>p::after { content: 'é' }</STYLE><i>à</i>"
+    )
+    out = fragments.ascii_html(markup)
+    assert "<script>var s = 'é';</script>" in out  # references are not decoded there
+    assert "<STYLE>p::after { content: 'é' }</STYLE>" in out
+    outside = re.sub(r"<(script|style)\b.*?</\1>", "", out, flags=re.S | re.I)
+    assert outside.isascii()
+    assert _read(out) == _read(markup)
+    assert fragments.ascii_html("plain") == "plain"
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_a_pages_head_and_banner_are_ascii(make_app: Any, lang: str) -> None:
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+    client = app.test_client()
+    headers = {"Accept-Language": lang}
+    first = client.get("/", headers=headers)  # the banner
+    assert b'id="ck-banner"' in first.data
+    client.post("/consent", json={"action": "reject_all"}, headers=headers)
+    for response in (first, client.get("/", headers=headers), client.get("/", headers=headers)):
+        assert response.data.isascii()  # the test page itself is ASCII
+    french = "Gérer le consentement aux cookies"
+    assert (french in unescape(first.get_data(as_text=True))) is (lang == "fr")
+
+
+def test_a_non_ascii_page_path_is_written_as_references(make_app: Any) -> None:
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+
+    @app.get("/café")
+    def cafe() -> str:
+        from flask import render_template_string
+
+        return render_template_string("<body>{{ consentkit_banner() }}</body>")
+
+    response = app.test_client().get("/café")
+    assert response.status_code == 200
+    assert response.data.isascii()
+    assert 'value="/café"' in unescape(response.get_data(as_text=True))

@@ -60,8 +60,36 @@ _SLOTS = {
 _SPLIT = re.compile("|".join(re.escape(k) for k in sorted(_SLOTS, key=len, reverse=True)))
 
 
+# Elements whose text is not decoded by HTML parsers: character references stay literal.
+_RAW_TEXT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.S | re.I)
+
+
+def ascii_html(html: str) -> str:
+    """``html`` with every non-ASCII character as a numeric character reference (outside
+    ``<script>`` and ``<style>``, where references are not decoded): the same document for
+    a browser. Python keeps a string holding one non-ASCII character (a typographic quote
+    of the English banner) in a wider form, and a page joined with it is built and encoded
+    to UTF-8 several times slower: consentkit's markup must not do that to an ASCII page."""
+    if html.isascii():
+        return html
+    out: list[str] = []
+    last = 0
+    for match in _RAW_TEXT.finditer(html):
+        out.append(_char_refs(html[last : match.start()]))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(_char_refs(html[last:]))
+    return "".join(out)
+
+
+def _char_refs(text: str) -> str:
+    return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
 def split(html: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Cut a rendered fragment at its sentinels: the static pieces and the slot names."""
+    """Cut a rendered fragment at its sentinels: the static pieces and the slot names
+    (in ASCII: see :func:`ascii_html`)."""
+    html = ascii_html(html)
     pieces: list[str] = []
     slots: list[str] = []
     last = 0
@@ -102,7 +130,7 @@ def join(
                 # hidden ``next`` it is HTML-escaped.
                 value = "next=" + str(escape(quote(here, safe="/")))
             elif slot == "here_html":
-                value = str(escape(here))
+                value = ascii_html(str(escape(here)))
             elif slot == "nonce":
                 value = str(escape(nonce or ""))
             else:
