@@ -147,3 +147,32 @@ def test_a_non_ascii_page_path_is_written_as_references(make_app: Any) -> None:
     assert response.status_code == 200
     assert response.data.isascii()
     assert 'value="/café"' in unescape(response.get_data(as_text=True))
+
+
+def test_the_consent_template_global_is_the_requests_state(make_app: Any) -> None:
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+
+    @app.get("/state")
+    def show() -> str:
+        from flask import render_template_string
+
+        return render_template_string(
+            "{{ consent.decided }}|{{ consent.granted('statistics') }}|"
+            "{{ consent.granted('marketing') }}|{{ consent.statistics }}|"
+            "{{ consent.consent_id is none }}|{{ consent }}"
+        )
+
+    client = app.test_client()
+    assert client.get("/state").get_data(as_text=True).split("|")[:5] == [
+        "False",
+        "False",
+        "False",
+        "False",
+        "True",
+    ]
+    client.post("/consent", json={"action": "custom", "granted": ["statistics"]})
+    shown = client.get("/state").get_data(as_text=True).split("|")
+    assert shown[:5] == ["True", "True", "False", "True", "False"]
+    assert shown[5].startswith("ConsentState(")
+    with app.test_request_context("/"), pytest.raises(KeyError, match="unknown consent"):
+        app.jinja_env.globals["consent"].granted("advertising")
