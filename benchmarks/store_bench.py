@@ -75,12 +75,41 @@ def decisions_per_second(uri: str, label: str) -> None:
         c = app.test_client()
         assert c.post("/bench-floor", json={"action": "accept_all"}).status_code == 200
 
+    # What POST /consent does after validation: the same store call, without the request.
+    from consentkit.store import NewRecord, NoticeCopy
+
+    state = app.extensions["consentkit"]
+    notice = state.notice("en")
+    notice_copy = NoticeCopy(notice.hash, "en", state.settings.policy_version, notice.canonical)
+
+    def store_write(i: int) -> None:
+        now = datetime.now(UTC)
+        store.record(
+            NewRecord(
+                event_id=uuid.uuid4().hex,
+                occurred_at=now,
+                site=state.settings.site,
+                subject=state.subjects(uuid.uuid4().hex)[0],
+                action="accept_all",
+                surface="banner",
+                granted=("functional", "preferences", "statistics", "marketing"),
+                denied=(),
+                withdrawn=(),
+                policy_version=state.settings.policy_version,
+                locale="en",
+                notice_hash=notice.hash,
+                gpc=False,
+                expires_at=now + timedelta(seconds=state.settings.cookie_max_age),
+            ),
+            notice_copy,
+        )
+
     def raw(i: int) -> None:
         with engine.begin() as conn:
             conn.execute(insert(records).values(**_row(i, notice_hash)))
 
     # Alternate blocks of 50 so both see the same machine conditions.
-    t_post = t_raw = t_bare = 0.0
+    t_post = t_raw = t_bare = t_store = 0.0
     done = 0
     while done < DECISIONS:
         start = time.perf_counter()
@@ -95,6 +124,10 @@ def decisions_per_second(uri: str, label: str) -> None:
         for i in range(50):
             raw(10**9 + done + i)
         t_raw += time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(50):
+            store_write(i)
+        t_store += time.perf_counter() - start
         done += 50
     engine.dispose()
     store.dispose()
@@ -118,6 +151,125 @@ def decisions_per_second(uri: str, label: str) -> None:
             f"  ceiling for any Flask view: raw / (bare JSON request + raw), {label} "
             f"(bare {done / t_bare:.0f}/s)",
             ceiling,
+            "reported",
+            None,
+            "x",
+        )
+    )
+
+    store_ratio = t_raw / t_store
+    report(
+        Result(
+            "B3",
+            f"  the store's write alone (ConsentStore.record, signed) / raw, {label} "
+            f"({done / t_store:.0f}/s)",
+            store_ratio,
+            "reported",
+            None,
+            "x",
+        )
+    )
+
+
+_RAW_WRITER = """
+import sys, time, uuid
+sys.path.insert(0, {bench!r})
+from sqlalchemy import create_engine, insert
+from consentkit.store import records
+from store_bench import _row
+uri, notice_hash, start_at, stop_at = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+engine = create_engine(uri)
+with engine.connect():
+    pass  # connected before the clock starts, as a server's pool would be
+n = 0
+while time.time() < start_at:
+    time.sleep(0.001)
+while time.time() < stop_at:
+    with engine.begin() as conn:
+        conn.execute(insert(records).values(**_row(n, notice_hash)))
+    n += 1
+print(n)
+"""
+
+
+def _raw_concurrent(uri: str, notice_hash: str, writers: int, seconds: float) -> float:
+    """Raw insert + commit per second from ``writers`` processes at once."""
+    start_at = time.time() + 1.5  # every process imported and connected by then
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _RAW_WRITER.format(bench=str(ROOT / "benchmarks")),
+                uri,
+                notice_hash,
+                str(start_at),
+                str(start_at + seconds),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(writers)
+    ]
+    total = sum(int(proc.communicate(timeout=seconds + 60)[0]) for proc in procs)
+    return total / seconds
+
+
+def _posts_concurrent(port: int, clients: int, seconds: float) -> float:
+    """``POST /consent`` per second from ``clients`` keep-alive connections at once (a new
+    visitor each time)."""
+    import http.client
+    import threading
+
+    counts = [0] * clients
+    stop_at = time.monotonic() + seconds
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}"}
+        while time.monotonic() < stop_at:
+            conn.request("POST", "/consent", body=b'{"action": "accept_all"}', headers=headers)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+            counts[k] += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.monotonic() - started)
+
+
+def decisions_through_gunicorn(uri: str, label: str, *, concurrency: int = 8) -> None:
+    """B3 through a real server: gunicorn (2 workers x 4 threads) under ``concurrency``
+    keep-alive clients / raw insert + commit from as many processes at once. Client, server
+    and database share this machine's CPUs."""
+    from serving import Gunicorn
+
+    from consentkit.store import records
+
+    seconds = float(os.environ.get("BENCH_SERVER_SECONDS", "5"))
+    instance = Path(tempfile.mkdtemp(prefix="ck-bench-b3-")) / "instance"
+    posts = raws = 0.0
+    with Gunicorn(uri, instance, workers=2, threads=4) as server:
+        _posts_concurrent(server.port, concurrency, 1.0)  # warm up, tables and notice
+        engine = create_engine(uri)
+        with engine.connect() as conn:
+            notice_hash = conn.execute(select(records.c.notice_hash)).scalars().first()
+        engine.dispose()
+        for _ in range(2):  # alternated, so both see the same machine conditions
+            raws += _raw_concurrent(uri, notice_hash, concurrency, seconds)
+            posts += _posts_concurrent(server.port, concurrency, seconds)
+    ratio = posts / raws
+    report(
+        Result(
+            "B3",
+            f"  through gunicorn 2x4 threads, {concurrency} clients / raw from {concurrency} "
+            f"processes, {label} ({posts / 2:.0f} vs {raws / 2:.0f}/s)",
+            ratio,
             "reported",
             None,
             "x",
@@ -241,7 +393,8 @@ def bytes_per_record(uri: str, rows: int) -> None:
     report(
         Result(
             "B6",
-            f"bytes per record on PostgreSQL (table + indexes, {rows:,} rows)",
+            f"bytes per record on PostgreSQL (table + indexes, {rows:,} bulk-loaded rows "
+            "without tamper-evidence columns)",
             per,
             "aim <= 300",
             None,
@@ -255,8 +408,10 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="ck-bench-store-"))
     decisions_per_second(f"sqlite:///{tmp}/b3.sqlite3", "SQLite")
+    decisions_through_gunicorn(f"sqlite:///{tmp}/b3-server.sqlite3", "SQLite")
     with PostgresServer(durable=True) as pg:
         decisions_per_second(pg.create_database("b3"), "PostgreSQL")
+        decisions_through_gunicorn(pg.create_database("b3server"), "PostgreSQL")
         uri = pg.create_database("b4")
         fill(uri, EXPORT_ROWS)
         export_rate(uri, "PostgreSQL")
