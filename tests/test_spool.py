@@ -529,3 +529,25 @@ def test_spool_holds_no_secret_and_no_raw_consent_id(ck_app, outage):
     header = cookie_of(response)
     assert header is not None
     assert cookie_value(header) not in raw
+
+
+def test_a_late_replayed_decision_is_not_taken_for_the_latest(app: Flask) -> None:
+    """A decision spooled during an outage is appended when replayed, possibly after the
+    same visitor's later decision: the previous choice is the latest by time, not by
+    position in the log."""
+    from dpo_support import add_record, state
+
+    subject = "ab" * 32
+    now = datetime.now(UTC)
+    add_record(app, subject=subject, occurred_at=now - timedelta(minutes=10))  # accept all
+    later = add_record(
+        app, subject=subject, occurred_at=now - timedelta(minutes=1), granted=("functional",)
+    )
+    replayed = add_record(
+        app,
+        subject=subject,
+        occurred_at=now - timedelta(minutes=5),
+        granted=("functional", "statistics"),
+    )
+    assert replayed > later  # appended last
+    assert state(app).store.last_granted([subject]) == ["functional"]

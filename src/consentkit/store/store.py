@@ -337,14 +337,18 @@ class ConsentStore:
     # -- reading -------------------------------------------------------------------------
 
     def last_granted(self, subjects: Sequence[str]) -> list[str] | None:
-        """Categories granted by the latest decision of any of these subject hashes."""
+        """Categories granted by the latest decision of any of these subject hashes.
+
+        Latest by the time it was made, not by position in the log: a decision spooled
+        during an outage is appended when replayed, possibly after the visitor's later
+        ones (the same order the purge uses to tell which decision is current)."""
         if not subjects:
             return None
         with self._connect() as conn:
             row = conn.execute(
                 select(records.c.granted)
                 .where(records.c.subject.in_(list(subjects)))
-                .order_by(records.c.record_id.desc())
+                .order_by(records.c.occurred_at.desc(), records.c.record_id.desc())
                 .limit(1)
             ).first()
         return None if row is None else split_categories(row.granted)
