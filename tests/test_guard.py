@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from flask import Response, request, session
 
-from consentkit import Category, Cookie, consent_withdrawn
+from consentkit import Category, Cookie, consent_withdrawn, current_consent
 from consentkit.categories import build_catalogue
 from consentkit.guard import Expiry, cookies_to_expire, parse_set_cookie
 
@@ -337,3 +337,28 @@ def test_no_warning_outside_debug_mode(guarded, caplog):
     with caplog.at_level(logging.DEBUG):
         guarded.test_client().get("/set/mystery")
     assert not [r for r in caplog.records if "mystery" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("own", "expected"),
+    [
+        ([], ["Cookie"]),
+        (["Accept-Encoding"], ["Accept-Encoding", "Cookie"]),
+        (["Cookie"], ["Cookie"]),
+        (["Accept-Language, cookie"], ["Accept-Language, cookie"]),
+        (["Accept-Language", "Accept-Encoding"], ["Accept-Language", "Accept-Encoding", "Cookie"]),
+        (["Accept-Language", " COOKIE "], ["Accept-Language", " COOKIE "]),
+        (["*"], ["*"]),
+    ],
+)
+def test_a_page_that_read_the_consent_varies_on_cookie_once(guarded, own, expected):
+    # Every Vary value the page set is kept (several headers too), Cookie added once.
+    @guarded.get("/varied")
+    def varied() -> Response:
+        response = Response(str(current_consent.granted("statistics")))
+        for value in own:
+            response.headers.add("Vary", value)
+        return response
+
+    response = guarded.test_client().get("/varied")
+    assert response.headers.getlist("Vary") == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import (
     Flask,
@@ -30,6 +30,9 @@ from .schemas import state_json
 from .state import UNDECIDED, ConsentState
 from .store import ConsentStore
 from .store.spool import Spool
+
+if TYPE_CHECKING:  # guard.py imports this module
+    from .guard import CookieGuard
 
 EXTENSION_KEY = "consentkit"
 _G_VISIT = "_consentkit_visit"
@@ -574,20 +577,37 @@ def _category_title(name: str, texts: dict[str, Any]) -> str:
     return name
 
 
-def _after_request(guard: Callable[[Response, Visit | None], Response]) -> Callable[..., Any]:
+def _varies_on_cookie(values: list[str]) -> bool:
+    return any(
+        token.strip().lower() in ("cookie", "*") for value in values for token in value.split(",")
+    )
+
+
+def _after_request(guard: CookieGuard) -> Callable[..., Any]:
     """consentkit's one ``after_request`` hook: the cookie guard, then ``Vary: Cookie``."""
 
     def after_request(response: Response) -> Response:
         visit = _visit(create=False)
-        response = guard(response, visit)
+        # One pass over the headers: each Werkzeug look-up by name scans them all.
+        sets_cookies = varies = False
+        for name, _value in response.headers:
+            lowered = name.lower()
+            if lowered == "set-cookie":
+                sets_cookies = True
+            elif lowered == "vary":
+                varies = True
+        response = guard(response, visit, sets_cookies=sets_cookies)
         if visit is None:
             visit = _visit(create=False)  # the guard may have read the consent
         # A page that read the consent cookie differs per visitor: caches must key on it.
-        if visit is not None and visit.consent is not None:
-            if response.headers.getlist("Vary"):  # (no exception when there is none)
-                response.vary.add("Cookie")
-            else:
-                response.headers["Vary"] = "Cookie"
+        # Another Vary header means one more comma-separated value, and leaves the page's
+        # own (all of them: there may be several) as they are.
+        if (
+            visit is not None
+            and visit.consent is not None
+            and not (varies and _varies_on_cookie(response.headers.getlist("Vary")))
+        ):
+            response.headers.add("Vary", "Cookie")
         return response
 
     return after_request

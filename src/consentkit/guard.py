@@ -133,13 +133,17 @@ class CookieGuard:
     def __init__(self) -> None:
         self._warned: set[str] = set()
 
-    def __call__(self, response: Response, visit: Visit | None) -> Response:
+    def __call__(
+        self, response: Response, visit: Visit | None, *, sets_cookies: bool = True
+    ) -> Response:
+        """``sets_cookies=False``: the caller saw no ``Set-Cookie`` header (the hook scans
+        the headers once for everything it needs)."""
         # ``withdrawn`` is set by ``POST /consent`` once a decision is recorded (empty when
         # it withdrew nothing): it marks a decision response.
         withdrawn = visit.withdrawn if visit is not None else None
-        headers = response.headers.getlist("Set-Cookie")
-        if not headers and withdrawn is None:
+        if not sets_cookies and withdrawn is None:
             return response  # the common case: nothing to look at, not even the consent
+        headers = response.headers.getlist("Set-Cookie") if sets_cookies else []
         if headers:
             self._filter(response, headers)
         if withdrawn is not None:
