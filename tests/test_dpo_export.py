@@ -492,3 +492,10 @@ def test_csv_row_and_reading_back_agree_with_the_cell_functions(text):
     row = _csv_row(record)
     assert row == [csv_cell(record[c]) for c in COLUMNS]
     assert _csv_record(row) == {c: csv_value(c, cell) for c, cell in zip(COLUMNS, row, strict=True)}
+
+
+def test_subject_filter_takes_a_consent_id_starting_with_a_dash(app, runner):
+    # URL-safe base64: one visitor in 64 has an id like this one.
+    result = _export(runner, "--format", "ndjson", "--subject", "-" + "A" * 21)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
