@@ -332,3 +332,39 @@ def test_leftover_cookies_of_refused_categories_are_deleted_on_load(site, new_pa
     assert not {"_pk_ses.9.zz", "video_old"} & names
     assert "unrelated" in names  # undeclared cookies are not consentkit's to delete
     assert_clean(page)
+
+
+RESTORED = "() => window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))"
+
+
+def test_a_page_back_from_the_cache_follows_a_choice_made_since(site, new_page):
+    page = new_page()
+    page.goto(site.page_url)
+    expect(banner(page)).to_be_visible()
+    changes = page.evaluate_handle(
+        "() => { const seen = [];"
+        " document.addEventListener('consentkit:change', e => seen.push(e.detail.granted));"
+        " return seen; }"
+    )
+    # Meanwhile, on another page of the site, the visitor accepts everything.
+    other = page.context.new_page()
+    other.goto(site.page_url)
+    button(banner(other), "Accept all").click()
+    expect(banner(other)).to_be_hidden()
+    # A pageshow that is not a restore from the back/forward cache changes nothing.
+    page.evaluate("() => window.dispatchEvent(new PageTransitionEvent('pageshow'))")
+    page.wait_for_timeout(300)
+    expect(banner(page)).to_be_visible()
+    assert changes.evaluate("seen => seen.length") == 0
+    # What the browser fires when Back shows the first page from its back/forward cache.
+    page.evaluate(RESTORED)
+    expect(banner(page)).to_be_hidden()
+    page.wait_for_function("() => window.__ran === 1")  # its statistics script now runs
+    assert changes.evaluate("seen => seen.length") == 1
+    # Restored again with the same choice: nothing more to do.
+    page.evaluate(RESTORED)
+    page.wait_for_timeout(300)
+    assert changes.evaluate("seen => seen.length") == 1
+    assert page.evaluate("window.__ran") == 1
+    assert [r["action"] for r in log_rows(site.app)] == ["accept_all"]  # nothing recorded
+    assert_clean(page)

@@ -88,23 +88,39 @@
 
   function visible(x) { return x && x.isConnected && x.getClientRects().length > 0; }
 
-  function applyDecision(s, form) {
-    var fromPanel = panel && panel.open;
-    var place = form.closest("[data-consentkit-placeholder]");
-    var frame = place && place.previousElementSibling; // the gated iframe it stands for
+  function apply(s, shown) { // the page follows choice s; of the statuses, shows shown
     state = s;
     activate(s);
     purge(s);
     sync();
     consentMode(s);
-    if (banner) banner.hidden = true;
-    all(".ck-status").forEach(function (x) { x.hidden = x != done; });
+    if (banner) banner.hidden = !!s.decided;
+    all(".ck-status").forEach(function (x) { x.hidden = x != shown; });
+  }
+
+  function applyDecision(s, form) {
+    var fromPanel = panel && panel.open;
+    var place = form.closest("[data-consentkit-placeholder]");
+    var frame = place && place.previousElementSibling; // the gated iframe it stands for
+    apply(s, done);
     if (!place && done) done.hidden = false;
     if (fromPanel) panel.close(); // the close listener moves focus
     else if (frame && visible(frame)) frame.focus();
     else if (!place && done) done.focus();
     d.dispatchEvent(new CustomEvent("consentkit:change", { detail: s }));
   }
+
+  // Back/Forward may show this page from the browser's cache: apply a choice made since.
+  w.addEventListener("pageshow", function (e) {
+    if (e.persisted && w.fetch && cfg.preferencesUrl) fetch(cfg.preferencesUrl, { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.json(); })
+      .then(function (s) {
+        if (!state || s.decided != state.decided || s.granted + "" != state.granted + "") {
+          apply(s);
+          d.dispatchEvent(new CustomEvent("consentkit:change", { detail: s }));
+        }
+      }, function () {});
+  });
 
   // A normal submission: the server answers with a 303 back to the page, or a clear error.
   function submitNatively(form, button) {
@@ -164,8 +180,12 @@
       panel.showModal();
       $("ck-panel-title").focus();
     } else if (close) {
-      if (close.closest("dialog")) close.closest("dialog").close();
-      else close.parentNode.hidden = true;
+      var dialog = close.closest("dialog"), box = close.parentNode, manage = $("ck-manage");
+      if (dialog) return dialog.close();
+      var had = box.contains(d.activeElement);
+      box.hidden = true;
+      // not to the top of the page
+      if (had && visible(manage)) manage.focus();
     }
   });
 
