@@ -31,6 +31,15 @@ def full_size() -> bool:
     )
 
 
+def _figure(r: common.Result) -> str:
+    """Ratios to three decimals, sizes in whole bytes, memory to a tenth of a MB."""
+    if r.unit.strip() == "B":
+        return f"{r.measured:,.0f} B"
+    if r.unit.strip() == "MB":
+        return f"{r.measured:,.1f} MB"
+    return f"{r.measured:,.3f}{r.unit}"
+
+
 def write_results() -> None:
     lines = [
         BEGIN,
@@ -44,7 +53,7 @@ def write_results() -> None:
     ]
     for r in common.RESULTS:
         verdict = {True: "PASS", False: "FAIL", None: "reported"}[r.passed]
-        lines.append(f"| {r.bid} | {r.what} | {r.measured:,.3f}{r.unit} | {r.target} | {verdict} |")
+        lines.append(f"| {r.bid} | {r.what.strip()} | {_figure(r)} | {r.target} | {verdict} |")
     lines.append(END)
     block = "\n".join(lines)
     old = RESULTS_FILE.read_text() if RESULTS_FILE.exists() else "# Benchmark results\n"
