@@ -11,6 +11,7 @@ its own row is committed: an acknowledged decision is exactly as durable as befo
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import weakref
@@ -22,6 +23,12 @@ R = TypeVar("R")
 
 #: Rows per transaction at most: bounds how long the last caller of a batch waits.
 MAX_BATCH = 64
+
+
+class Interrupted(OSError):
+    """A shared transaction was interrupted in another thread (a ``KeyboardInterrupt``, a
+    worker's timeout): whether it committed is unknown. An ``OSError``, so a decision that
+    gets it is spooled like one the database refused (replay skips a row already stored)."""
 
 
 class _Slot(Generic[T, R]):
@@ -41,8 +48,21 @@ class _Slot(Generic[T, R]):
 
     def outcome(self) -> R:
         if self.error is not None:
-            raise self.error
+            # Several callers may share one error: each raises its own copy, so that their
+            # tracebacks do not pile up on one object (the original stays the cause).
+            own = _own_copy(self.error)
+            if own is self.error:
+                raise own
+            raise own from self.error
         return self.result  # type: ignore[return-value]  # set together with done
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    try:
+        duplicate = copy.copy(error)
+    except Exception:  # an exception type that cannot be rebuilt from its arguments
+        return error
+    return duplicate if type(duplicate) is type(error) else error
 
 
 class GroupCommit(Generic[T, R]):
@@ -103,18 +123,31 @@ class GroupCommit(Generic[T, R]):
                 self._busy = True
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
+                failure: BaseException | None = None
                 cond.release()
                 try:
-                    self._write_batch(batch)
+                    failure = self._write_batch(batch)
+                except BaseException as interrupt:
+                    failure = interrupt
+                    raise
                 finally:
                     cond.acquire()
                     self._busy = False
+                    if failure is not None:
+                        # The database just failed the whole batch (or this thread was
+                        # interrupted): the rows that queued meanwhile fail now and can be
+                        # spooled, instead of each waiting for its own timeout in turn.
+                        if not isinstance(failure, Exception):
+                            failure = Interrupted(f"interrupted by {failure!r}")
+                        for waiting in self._queue:
+                            waiting.fail(failure)
+                        self._queue.clear()
                     cond.notify_all()
         return slot.outcome()
 
-    def _write_batch(self, batch: list[_Slot[T, R]]) -> None:
+    def _write_batch(self, batch: list[_Slot[T, R]]) -> BaseException | None:
         """Settle every slot of ``batch`` (never leaves one pending: its caller would wait
-        forever)."""
+        forever). Returns the error that failed the whole batch, if any."""
         try:
             results = self._write([slot.item for slot in batch])
             if len(results) != len(batch):  # a broken writer, not a database error
@@ -122,20 +155,27 @@ class GroupCommit(Generic[T, R]):
         except self._row_errors as exc:
             if len(batch) == 1:
                 batch[0].fail(exc)
-                return
+                return None
             # Nothing was committed: write each row alone to find the one(s) at fault.
+            failure = None
             for i, slot in enumerate(batch):
                 try:
-                    self._write_batch([slot])
+                    failure = self._write_batch([slot]) or failure
                 except BaseException as interrupt:  # only a non-Exception escapes
                     for rest in batch[i + 1 :]:
-                        rest.fail(interrupt)
+                        rest.fail(Interrupted(f"interrupted by {interrupt!r}"))
                     raise
-        except BaseException as exc:
+            return failure
+        except Exception as exc:
             for slot in batch:
                 slot.fail(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            for slot, result in zip(batch, results, strict=True):
-                slot.succeed(result)
+            return exc
+        except BaseException as interrupt:
+            # The writing thread is interrupted: it raises this itself; the other callers
+            # of the batch get an error they can spool.
+            for slot in batch:
+                slot.fail(Interrupted(f"interrupted by {interrupt!r}"))
+            raise
+        for slot, result in zip(batch, results, strict=True):
+            slot.succeed(result)
+        return None
