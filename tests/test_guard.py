@@ -343,10 +343,10 @@ def test_no_warning_outside_debug_mode(guarded, caplog):
     ("own", "expected"),
     [
         ([], ["Cookie"]),
-        (["Accept-Encoding"], ["Accept-Encoding", "Cookie"]),
+        (["Accept-Encoding"], ["Accept-Encoding, Cookie"]),
         (["Cookie"], ["Cookie"]),
         (["Accept-Language, cookie"], ["Accept-Language, cookie"]),
-        (["Accept-Language", "Accept-Encoding"], ["Accept-Language", "Accept-Encoding", "Cookie"]),
+        (["Accept-Language", "Accept-Encoding"], ["Accept-Language, Accept-Encoding, Cookie"]),
         (["Accept-Language", " COOKIE "], ["Accept-Language", " COOKIE "]),
         (["*"], ["*"]),
     ],
@@ -362,3 +362,28 @@ def test_a_page_that_read_the_consent_varies_on_cookie_once(guarded, own, expect
 
     response = guarded.test_client().get("/varied")
     assert response.headers.getlist("Vary") == expected
+
+
+def test_vary_cookie_survives_a_later_hook_that_edits_vary(make_app):
+    app = make_app()
+
+    @app.get("/cors")
+    def cors() -> Response:
+        response = Response(str(current_consent.granted("statistics")))
+        response.headers.add("Vary", "Accept-Language")
+        return response
+
+    # Registered after consentkit's hook, so Flask runs it first; then one registered
+    # before consentkit (as an extension set up earlier would be) runs after it.
+    app.after_request_funcs[None].insert(0, _add_origin)
+    response = app.test_client().get("/cors")
+    assert {v.strip() for v in response.headers["Vary"].split(",")} == {
+        "Accept-Language",
+        "Cookie",
+        "Origin",
+    }
+
+
+def _add_origin(response: Response) -> Response:
+    response.vary.add("Origin")  # Werkzeug reads and rewrites the first Vary header only
+    return response

@@ -600,14 +600,15 @@ def _after_request(guard: CookieGuard) -> Callable[..., Any]:
         if visit is None:
             visit = _visit(create=False)  # the guard may have read the consent
         # A page that read the consent cookie differs per visitor: caches must key on it.
-        # Another Vary header means one more comma-separated value, and leaves the page's
-        # own (all of them: there may be several) as they are.
-        if (
-            visit is not None
-            and visit.consent is not None
-            and not (varies and _varies_on_cookie(response.headers.getlist("Vary")))
-        ):
-            response.headers.add("Vary", "Cookie")
+        if visit is not None and visit.consent is not None:
+            if not varies:
+                response.headers.add("Vary", "Cookie")
+            else:
+                # One header with every value the page set (it may have set several):
+                # later hooks that edit Vary through Werkzeug read only the first header.
+                values = response.headers.getlist("Vary")
+                if not _varies_on_cookie(values):
+                    response.headers["Vary"] = ", ".join([*values, "Cookie"])
         return response
 
     return after_request
