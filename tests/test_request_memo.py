@@ -108,16 +108,30 @@ def _read(markup: str) -> list[str]:
 
 def test_ascii_html_reads_the_same_and_leaves_raw_text_alone() -> None:
     markup = (
-        '<p title="Paramètres “x”">Gérer — 5 €</p>'
-        "<script>var s = 'é';</script><STYLE>p::after { content: 'é' }</STYLE><i>à</i>"
+        "<p title=\"Paramètres “x”\" data-a='à'>Gérer — 5 € <b>é</b></p>"
+        '<a href="/x?a=1&amp;b=2" title="a>b é">lien à</a><textarea>é</textarea>'
     )
-    out = fragments.ascii_html(markup)
-    assert "<script>var s = 'é';</script>" in out  # references are not decoded there
-    assert "<STYLE>p::after { content: 'é' }</STYLE>" in out
-    outside = re.sub(r"<(script|style)\b.*?</\1>", "", out, flags=re.S | re.I)
-    assert outside.isascii()
-    assert _read(out) == _read(markup)
+    verbatim = [
+        "<script>var s = 'é';</script foo>",
+        "<STYLE>p::after { content: 'é' }</STYLE>",
+        "<noscript>é</noscript>",
+        "<!-- é -->",
+        "<svg><![CDATA[é]]></svg>",
+        "<xmp>é</xmp>",
+    ]
+    out = fragments.ascii_html(markup + "".join(verbatim) + "<i>à\x85</i>")
+    for kept in verbatim:  # references are not decoded there: left as they are
+        assert kept in out
+    assert out.startswith(
+        "<p title=\"Param&#232;tres &#8220;x&#8221;\" data-a='&#224;'>G&#233;rer &#8212; 5 "
+        "&#8364; <b>&#233;</b></p>"
+    )
+    assert 'title="a>b &#233;">lien &#224;</a><textarea>&#233;</textarea>' in out
+    assert "<i>&#224;\x85</i>" in out  # &#133; would read as "…" (windows-1252)
+    assert _read(out) == _read(markup + "".join(verbatim) + "<i>à\x85</i>")
     assert fragments.ascii_html("plain") == "plain"
+    # Attribute names are not values: left alone.
+    assert fragments.ascii_html("<p data-donnée='é'>x</p>") == "<p data-donnée='&#233;'>x</p>"
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])

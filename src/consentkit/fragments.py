@@ -60,30 +60,43 @@ _SLOTS = {
 _SPLIT = re.compile("|".join(re.escape(k) for k in sorted(_SLOTS, key=len, reverse=True)))
 
 
-# Elements whose text is not decoded by HTML parsers: character references stay literal.
-_RAW_TEXT = re.compile(r"<(script|style)\b.*?</\1\s*>", re.S | re.I)
+# Left as they are: elements whose text HTML does not decode (a character reference would
+# show literally), comments and CDATA sections. Tags are matched with their quoted values.
+_VERBATIM_OR_TAG = re.compile(
+    r"(?P<verbatim><(script|style|xmp|noscript|noembed|noframes|iframe)\b.*?</\2\b[^>]*>"
+    r"|<plaintext\b.*\Z|<!--.*?-->|<!\[CDATA\[.*?\]\]>)"
+    r"|(?P<tag></?[A-Za-z][^\"'>]*(?:(?:\"[^\"]*\"|'[^']*')[^\"'>]*)*>)",
+    re.S | re.I,
+)
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+# Beyond ASCII, except U+0080-U+009F: HTML reads "&#128;" as the euro sign, not U+0080.
+_WIDE = re.compile("[^\x00-\x9f]")
 
 
 def ascii_html(html: str) -> str:
-    """``html`` with every non-ASCII character as a numeric character reference (outside
-    ``<script>`` and ``<style>``, where references are not decoded): the same document for
-    a browser. Python keeps a string holding one non-ASCII character (a typographic quote
-    of the English banner) in a wider form, and a page joined with it is built and encoded
-    to UTF-8 several times slower: consentkit's markup must not do that to an ASCII page."""
+    """``html`` with its non-ASCII characters as numeric character references wherever
+    HTML decodes them (text and quoted attribute values): the same document for a browser.
+    Python keeps a string holding one non-ASCII character (a typographic quote of the
+    English banner) in a wider form, and a page joined with it is built and encoded to
+    UTF-8 several times slower: consentkit's markup must not do that to an ASCII page.
+    Runs once per fragment variant, not per request."""
     if html.isascii():
         return html
     out: list[str] = []
     last = 0
-    for match in _RAW_TEXT.finditer(html):
+    for match in _VERBATIM_OR_TAG.finditer(html):
         out.append(_char_refs(html[last : match.start()]))
-        out.append(match.group(0))
+        if match.group("tag"):
+            out.append(_QUOTED.sub(lambda q: _char_refs(q.group(0)), match.group(0)))
+        else:
+            out.append(match.group(0))
         last = match.end()
     out.append(_char_refs(html[last:]))
     return "".join(out)
 
 
 def _char_refs(text: str) -> str:
-    return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    return _WIDE.sub(lambda m: f"&#{ord(m.group(0))};", text)
 
 
 def split(html: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
