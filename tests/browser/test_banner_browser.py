@@ -368,3 +368,25 @@ def test_a_page_back_from_the_cache_follows_a_choice_made_since(site, new_page):
     assert page.evaluate("window.__ran") == 1
     assert [r["action"] for r in log_rows(site.app)] == ["accept_all"]  # nothing recorded
     assert_clean(page)
+
+
+def test_a_failed_catch_up_after_back_leaves_the_page_working(site, new_page):
+    page = new_page()
+    page.goto(site.page_url)
+
+    def refuse(route):  # a maintenance layer answering GET /consent with an error
+        if route.request.method == "GET":
+            route.fulfill(status=503, content_type="application/json", body='{"error": "busy"}')
+        else:
+            route.continue_()
+
+    page.route("**/consent*", refuse)
+    page.evaluate(RESTORED)
+    page.wait_for_timeout(300)
+    expect(banner(page)).to_be_visible()
+    button(banner(page), "Accept all").click()  # the page still works
+    expect(banner(page)).to_be_hidden()
+    page.wait_for_function("() => window.__ran === 1")
+    assert [r["action"] for r in log_rows(site.app)] == ["accept_all"]
+    # Only the browser's own note of the 503; no script error.
+    assert [e for e in page.watch.errors if "Failed to load resource" not in e] == []

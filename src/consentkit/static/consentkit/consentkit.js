@@ -113,9 +113,9 @@
   // Back/Forward may show this page from the browser's cache: apply a choice made since.
   w.addEventListener("pageshow", function (e) {
     if (e.persisted && w.fetch && cfg.preferencesUrl) fetch(cfg.preferencesUrl, { headers: { Accept: "application/json" } })
-      .then(function (r) { return r.json(); })
+      .then(function (r) { if (!r.ok) throw r.status; return r.json(); })
       .then(function (s) {
-        if (!state || s.decided != state.decided || s.granted + "" != state.granted + "") {
+        if (s && s.granted && (!state || s.decided != state.decided || s.granted + "" != state.granted + "")) {
           apply(s);
           d.dispatchEvent(new CustomEvent("consentkit:change", { detail: s }));
         }
