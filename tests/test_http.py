@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import pytest
@@ -134,6 +135,62 @@ def test_state_is_effective_on_the_next_page(app, client):
     assert b'id="ck-banner"' not in page  # decided: no banner
     client.post("/consent", json={"action": "reject_all"})
     assert b"<p id=stats>False</p>" in client.get("/").data
+
+
+def test_a_returning_visitors_page_leaves_the_panel_out(app, client):
+    page = client.get("/article/3").get_data(as_text=True)
+    # Undecided: the banner's "Customise" opens the in-page panel at once.
+    assert 'id="ck-banner"' in page
+    assert 'id="ck-panel"' in page
+    assert 'id="ck-done"' in page
+    client.post("/consent", json={"action": "reject_all"})
+    page = client.get("/article/3").get_data(as_text=True)
+    assert 'id="ck-manage"' in page
+    assert 'href="/consent?next=/article/3"' in page
+    for fragment in ('id="ck-banner"', 'id="ck-panel"', 'id="ck-done"', "<form"):
+        assert fragment not in page
+
+
+def test_the_panel_fragment_shows_the_visitors_choice(app, client):
+    client.post("/consent", json={"action": "custom", "granted": ["statistics"]})
+    response = client.get("/consent/panel?locale=fr&next=/article/3%3Fa%3D1")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert response.headers["Cache-Control"] == "no-store"
+    html = response.get_data(as_text=True)
+    assert html.lstrip().startswith('<div class="ck-banner ck-done" id="ck-done" lang="fr"')
+    assert "<html" not in html  # a fragment for the page, not a page
+    assert 'id="ck-panel"' in html
+    assert "Gérer le consentement aux cookies" in html
+    assert re.search(r'value="statistics" id="ck-toggle-statistics"\s+checked', html)
+    assert not re.search(r'value="marketing" id="ck-toggle-marketing"\s+checked', html)
+    assert html.count('name="next" value="/article/3?a=1"') == 2  # both forms come back
+    assert html.count('name="locale" value="fr"') == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_next"),
+    [
+        ("", "/"),
+        ("?next=//evil.example/x", "/"),
+        ("?next=https://evil.example/", "/"),
+        ("?next=/" + "a" * 2048, "/"),
+        ("?next=/ok%22%3E%3Cscript%3E", "/ok&#34;&gt;&lt;script&gt;"),
+    ],
+)
+def test_the_panel_comes_back_only_to_a_same_site_path(client, query, expected_next):
+    html = client.get("/consent/panel" + query).get_data(as_text=True)
+    assert html.count(f'name="next" value="{expected_next}"') == 2
+    assert "<script>" not in html
+
+
+def test_the_panel_refuses_an_unknown_locale(app, client):
+    response = client.get("/consent/panel?locale=xx", headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert response.get_json()["fields"] == {"locale": ["must be one of en, fr"]}
+    html = client.get("/consent/panel?locale=%00").get_data(as_text=True)
+    assert "must be one of en, fr" in html
+    assert log_rows(app) == []
 
 
 def test_notice_texts_stored_once_per_hash(app, client):

@@ -105,7 +105,7 @@ def test_french_pages_have_no_english_text(make_app):
     en_strings = {
         str(m.id) for m in catalog("en") if m.id and "%(" not in str(m.id)
     } - _SAME_IN_BOTH
-    for path in ("/", "/consent", "/consent/receipt"):
+    for path in ("/", "/consent", "/consent/receipt", "/consent/panel?locale=fr"):
         html = client.get(path, headers={"Accept-Language": "fr"}).get_data(as_text=True)
         leaked = [s for s in en_strings if s in html]
         assert not leaked, (path, leaked)

@@ -57,6 +57,7 @@ def make_blueprint(url_prefix: str) -> Blueprint:
     )
     bp.add_url_rule("", "decide", post_decision, methods=["POST"])
     bp.add_url_rule("", "preferences", preferences, methods=["GET"])
+    bp.add_url_rule("/panel", "panel", panel, methods=["GET"])
     bp.add_url_rule("/receipt", "receipt", receipt, methods=["GET"])
     bp.add_url_rule("/receipt/download", "receipt_download", receipt_download, methods=["GET"])
     return bp
@@ -345,6 +346,34 @@ def preferences() -> Response:
         response = Response(
             render_template("consentkit/preferences.html", **context), mimetype="text/html"
         )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- GET /consent/panel: the in-page second layer, fetched by consentkit.js -------------
+
+
+def panel() -> Response:
+    """The confirmation and the preferences dialog of consentkit/panel.html, as an HTML
+    fragment: a returning visitor's pages leave them out, and consentkit.js fetches them
+    when "Manage cookies" is used. ``locale`` is the page's (a site may choose it by URL,
+    which this request does not share) and ``next`` the page to come back to."""
+    st = get_state()
+    locale = request.args.get("locale")
+    if locale is None:
+        locale = current_locale()
+    elif locale not in st.settings.locales:
+        return error_response(
+            400,
+            f"locale: must be one of {', '.join(st.settings.locales)}",
+            {"locale": [f"must be one of {', '.join(st.settings.locales)}"]},
+            as_json=wants_json(),
+        )
+    back = request.args.get("next")
+    context = template_context(locale)
+    # The decision form would refuse a longer ``next`` (DecisionSchema): the page instead.
+    context["ck_here"] = safe_next(back) if back is not None and len(back) <= 2048 else "/"
+    response = Response(render_template("consentkit/panel.html", **context), mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -390,3 +390,54 @@ def test_a_failed_catch_up_after_back_leaves_the_page_working(site, new_page):
     assert [r["action"] for r in log_rows(site.app)] == ["accept_all"]
     # Only the browser's own note of the 503; no script error.
     assert [e for e in page.watch.errors if "Failed to load resource" not in e] == []
+
+
+def test_a_returning_visitors_page_fetches_the_panel_once_when_needed(site, new_page):
+    page = new_page()
+    page.goto(site.page_url)
+    button(banner(page), "Reject all").click()
+    expect(page.locator("#ck-done")).to_be_visible()
+    fetched = []
+    page.on("request", lambda r: fetched.append(r.url) if "/consent/panel" in r.url else None)
+    page.goto(site.url + "/t/other?x=1&y=2")
+    # The page carries the "Manage cookies" link only.
+    expect(page.locator("#ck-manage")).to_be_visible()
+    expect(page.locator("#ck-panel, #ck-done")).to_have_count(0)
+    page.locator("#ck-manage").click()
+    dialog = page.get_by_role("dialog", name="Manage cookie consent")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#ck-panel-title")).to_be_focused()
+    assert page.url == site.url + "/t/other?x=1&y=2"  # no navigation
+    assert len(fetched) == 1
+    assert "next=%2Ft%2Fother%3Fx%3D1%26y%3D2" in fetched[0]
+    # The forms come back to this page without JavaScript too.
+    assert page.locator("#ck-custom-form input[name=next]").input_value() == "/t/other?x=1&y=2"
+    button(dialog, "Close").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#ck-manage")).to_be_focused()
+    page.locator("#ck-manage").click()  # opened again from the page, not fetched again
+    expect(dialog).to_be_visible()
+    assert len(fetched) == 1
+    dialog.get_by_role("checkbox", name="Statistics").check()
+    button(dialog, "Save my choices").click()
+    expect(dialog).to_be_hidden()
+    page.wait_for_function("() => window.__ran === 1")
+    assert [r["granted"] for r in log_rows(site.app)] == ["functional", "functional,statistics"]
+    assert_clean(page)
+
+
+def test_manage_cookies_goes_to_the_preferences_page_when_the_panel_cannot_load(site, new_page):
+    page = new_page(locale="fr-FR")
+    page.goto(site.page_url)
+    button(banner(page), "Tout refuser").click()
+    expect(page.locator("#ck-done")).to_be_visible()
+    page.goto(site.page_url)
+    page.route(
+        "**/consent/panel*",
+        lambda route: route.fulfill(status=503, content_type="text/plain", body="busy"),
+    )
+    page.locator("#ck-manage").click()
+    page.wait_for_url(re.compile(r"/consent\?next=/t/page$"))
+    expect(page.get_by_role("heading", name="Gérer le consentement aux cookies")).to_be_visible()
+    expect(page.locator("#ck-toggle-statistics")).not_to_be_checked()
+    assert [e for e in page.watch.errors if "Failed to load resource" not in e] == []

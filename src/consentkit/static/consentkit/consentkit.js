@@ -9,10 +9,12 @@
   var state = cfg.state;
   var $ = function (id) { return d.getElementById(id); };
   var all = function (sel, root) { return [].slice.call((root || d).querySelectorAll(sel)); };
-  var banner = $("ck-banner"), done = $("ck-done"), panel = $("ck-panel");
+  var banner = $("ck-banner"), done, panel;
   var opener, busy;
 
   function granted(s, c) { return s.granted.indexOf(c) > -1; }
+  function json(r) { if (!r.ok) throw r.status; return r.json(); }
+  function changed(s) { d.dispatchEvent(new CustomEvent("consentkit:change", { detail: s })); }
 
   // Gated markup of granted categories becomes live: scripts are re-created (a copied
   // script never runs), iframes and images get their src.
@@ -107,22 +109,22 @@
     if (fromPanel) panel.close(); // the close listener moves focus
     else if (frame && visible(frame)) frame.focus();
     else if (!place && done) done.focus();
-    d.dispatchEvent(new CustomEvent("consentkit:change", { detail: s }));
+    changed(s);
   }
 
   // Back/Forward may show this page from the browser's cache: apply a choice made since.
   w.addEventListener("pageshow", function (e) {
     if (e.persisted && w.fetch && cfg.preferencesUrl) fetch(cfg.preferencesUrl, { headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) throw r.status; return r.json(); })
+      .then(json)
       .then(function (s) {
         if (s && s.granted && (!state || s.decided != state.decided || s.granted + "" != state.granted + "")) {
           apply(s);
-          d.dispatchEvent(new CustomEvent("consentkit:change", { detail: s }));
+          changed(s);
         }
       }, function () {});
   });
 
-  // A normal submission: the server answers with a 303 back to the page, or a clear error.
+  // A native submission: the server answers with a 303 back to the page, or an error.
   function submitNatively(form, button) {
     if (button && button.name) {
       var i = d.createElement("input");
@@ -150,35 +152,46 @@
         if (c != "functional" && list.indexOf(c) == i) data.append("granted", c);
       });
     }
-    busy = true;
+    busy = 1;
     // getAttribute: the form's fields named "action" shadow the form.action property
     fetch(form.getAttribute("action") || location.href, {
       method: "POST",
       body: new URLSearchParams(data),
-      headers: { Accept: "application/json" },
-      credentials: "same-origin"
-    }).then(function (r) {
-      if (!r.ok) throw r.status;
-      return r.json();
-    }).then(function (s) {
-      busy = false;
+      headers: { Accept: "application/json" }
+    }).then(json).then(function (s) {
+      busy = 0;
       applyDecision(s, form);
     }, function () {
-      busy = false;
+      busy = 0;
       submitNatively(form, button);
     });
   });
+
+  function show() {
+    sync();
+    panel.showModal();
+    $("ck-panel-title").focus();
+  }
+
+  // No panel on a returning visitor's page: fetch it, else go to the preferences page.
+  function load(open) {
+    if (busy) return;
+    busy = 1;
+    fetch(cfg.preferencesUrl + "/panel?locale=" + cfg.locale + "&next=" + encodeURIComponent(location.pathname + location.search))
+      .then(function (r) { if (!r.ok) throw 0; return r.text(); })
+      .then(function (h) { (open.closest(".ck-root") || d.body).insertAdjacentHTML("afterbegin", h); found(); show(); })
+      .catch(function () { location.href = open.href || cfg.preferencesUrl; })
+      .then(function () { busy = 0; });
+  }
 
   d.addEventListener("click", function (e) {
     var t = e.target;
     if (!t.closest) return;
     var open = t.closest("[data-consentkit-open]"), close = t.closest("[data-consentkit-close]");
-    if (open && panel && panel.showModal && !(e.ctrlKey || e.metaKey || e.shiftKey)) {
+    if (open && w.HTMLDialogElement && (panel || w.fetch && cfg.preferencesUrl) && !(e.ctrlKey || e.metaKey || e.shiftKey)) {
       e.preventDefault();
       opener = open;
-      sync();
-      panel.showModal();
-      $("ck-panel-title").focus();
+      panel ? show() : load(open);
     } else if (close) {
       var dialog = close.closest("dialog"), box = close.parentNode, manage = $("ck-manage");
       if (dialog) return dialog.close();
@@ -189,15 +202,17 @@
     }
   });
 
-  if (panel) {
-    panel.addEventListener("close", function () {
-      // Back to the control that opened the panel, or to the confirmation if that control
-      // went away with the banner.
+  function found() {
+    done = $("ck-done");
+    panel = $("ck-panel");
+    if (panel) panel.addEventListener("close", function () {
+      // Back to the opener, or to the confirmation if the opener left with the banner.
       var target = visible(opener) ? opener : done && !done.hidden ? done : null;
       if (target) target.focus();
     });
-    all("[data-consentkit-open]").forEach(function (o) { o.setAttribute("aria-haspopup", "dialog"); });
   }
+  found();
+  if (w.HTMLDialogElement) all("[data-consentkit-open]").forEach(function (o) { o.setAttribute("aria-haspopup", "dialog"); });
   if (banner) { // first in reading and tab order, without taking focus on page load
     d.body.insertBefore(banner, d.body.firstChild);
     if (done) d.body.insertBefore(done, banner.nextSibling);
