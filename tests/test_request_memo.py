@@ -75,7 +75,7 @@ def test_a_long_cookie_header_is_read_but_not_remembered(make_app: Any) -> None:
     client = app.test_client()
     client.post("/consent", json={"action": "accept_all"})
     assert page_state(client.get("/"))["decided"] is True
-    memo = app.extensions["consentkit"].cookie_values
+    memo = app.extensions["consentkit"].seen
     assert len(memo) == 1
     client.set_cookie("bulky", "x" * 3000)
     assert page_state(client.get("/"))["decided"] is True
@@ -190,3 +190,62 @@ def test_the_consent_template_global_is_the_requests_state(make_app: Any) -> Non
     assert shown[5].startswith("ConsentState(")
     with app.test_request_context("/"), pytest.raises(KeyError, match="unknown consent"):
         app.jinja_env.globals["consent"].granted("advertising")
+
+
+# -- what a request's headers gave before ------------------------------------------------
+
+
+def page_locale(response: Any) -> str:
+    found = CONFIG.search(response.get_data(as_text=True))
+    assert found is not None
+    return str(json.loads(found.group(1))["locale"])
+
+
+def test_a_locale_selector_is_asked_on_every_page(make_app: Any) -> None:
+    """With a selector, the same headers may be another locale (here by URL): the head and
+    banner are not taken from the visitor's previous page."""
+    from flask import request
+
+    app: Flask = make_app(
+        CONSENTKIT_DATABASE_URI="sqlite://",
+        ck={"locale_selector": lambda: request.args.get("lang")},
+    )
+    client = app.test_client()
+    client.post("/consent", json={"action": "reject_all"})
+    for lang in ("fr", "en", "fr"):
+        response = client.get(f"/?lang={lang}")
+        assert page_locale(response) == lang
+        assert f'class="ck-root" lang="{lang}"' in response.get_data(as_text=True)
+
+
+def test_the_same_headers_with_and_without_a_nonce(make_app: Any) -> None:
+    """A page with a CSP nonce gets it on its tags even when the same headers came before
+    without one (and the other way round)."""
+    from flask import g
+
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+
+    @app.before_request
+    def maybe_nonce() -> None:
+        from flask import request
+
+        if "nonce" in request.args:
+            request.csp_nonce = "n0nce-" + request.args["nonce"]  # as Flask-Talisman does
+        g.unused = True
+
+    client = app.test_client()
+    client.post("/consent", json={"action": "accept_all"})
+    for query, nonce in (("", None), ("?nonce=1", "n0nce-1"), ("", None), ("?nonce=2", "n0nce-2")):
+        html = client.get("/" + query).get_data(as_text=True)
+        scripts = re.findall(r"<script[^>]*consentkit\.js[^>]*>", html)
+        assert len(scripts) == 1
+        assert (f'nonce="{nonce}"' in scripts[0]) if nonce else ("nonce=" not in scripts[0])
+
+
+def test_the_same_headers_on_another_page_come_back_to_that_page(make_app: Any) -> None:
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+    client = app.test_client()
+    client.post("/consent", json={"action": "reject_all"})
+    for n in (1, 2, 1, 3):
+        html = client.get(f"/article/{n}").get_data(as_text=True)
+        assert f'href="/consent?next=/article/{n}"' in html

@@ -116,10 +116,11 @@ class ConsentCookieCodec:
         if state is not None:
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
-            self._verified[value] = (state, self._expiry(state))
+            self._verified[value] = (state, self.valid_until(state))
         return state
 
-    def _expiry(self, state: ConsentState) -> float:
+    def valid_until(self, state: ConsentState) -> float:
+        """When a cookie carrying ``state`` stops being valid (a Unix time)."""
         # The signed timestamp and the payload's issue time are the same second.
         issued = state.issued_at.timestamp() if state.issued_at is not None else 0.0
         return issued + self.max_age

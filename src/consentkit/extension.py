@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -11,7 +12,6 @@ from flask import (
     Request,
     Response,
     current_app,
-    g,
     render_template,
     request,
 )
@@ -35,10 +35,11 @@ if TYPE_CHECKING:  # guard.py imports this module
     from .guard import CookieGuard
 
 EXTENSION_KEY = "consentkit"
-_G_VISIT = "_consentkit_visit"
+_VISIT_ATTR = "_consentkit_visit"
 #: Longer Cookie headers are parsed every time rather than remembered (a memo of 4,096
 #: headers of at most this length stays under 8 MB).
 _MEMO_HEADER_LENGTH = 2048
+_NO_EXPIRY = float("inf")
 
 LocaleSelector = Callable[[], Any]
 AdminCheck = Callable[[], bool]
@@ -65,12 +66,18 @@ class ConsentKitState:
     #: returning visitor's page repeats both (bounded by fragments.remember).
     header_locales: dict[str, str] = field(default_factory=dict)
     state_json_cache: dict[tuple[str, bool], str] = field(default_factory=dict)
-    #: The consent cookie's value per raw ``Cookie`` header: a visitor's browser sends the
-    #: same header page after page, and parsing every cookie in it costs more than a
-    #: look-up ("" when the header has no consent cookie).
-    cookie_values: dict[str, str] = field(default_factory=dict)
+    #: What a request's headers gave before (see :class:`Seen`), per (Cookie,
+    #: Accept-Language, Sec-GPC, script root): a visitor's browser sends the same headers
+    #: page after page, and one look-up replaces parsing, verifying and rendering.
+    seen: dict[tuple[str, str, str, str], Seen] = field(default_factory=dict)
+    #: Whether a page's locale depends on its request headers only (no locale selector,
+    #: no Flask-Babel) and it has no nonce provider: then :class:`Seen` also keeps the
+    #: locale and the head markup.
+    headers_decide: bool = False
     #: Where decisions wait while the database is unreachable (``None``: no spool).
     spool: Spool | None = None
+    #: The app's Jinja environment (``app.jinja_env`` is a Python-level property).
+    jinja_env: Any = None
 
     def notice(self, locale: str) -> Notice:
         """The texts shown in ``locale``, built once: they depend only on configuration."""
@@ -167,6 +174,7 @@ class ConsentKit:
             csp_nonce=self.csp_nonce,
         )
         app.extensions[EXTENSION_KEY] = state
+        state.headers_decide = self.locale_selector is None and self.csp_nonce is None
         # Every record this app appends is MAC'd (tamper evidence, consentkit.integrity).
         state.store.use_log_keys(LogKeys(settings.log_keys))
         if settings.spool_dir is not None:
@@ -198,6 +206,7 @@ class ConsentKit:
         app.add_url_rule(
             "/.well-known/gpc.json", endpoint="consentkit_gpc", view_func=well_known_gpc
         )
+        state.jinja_env = app.jinja_env
         app.jinja_env.globals.update(
             consent=TemplateConsent(),
             consentkit_head=consentkit_head,
@@ -266,6 +275,22 @@ def gpc_signal() -> bool:
     return visit.gpc if visit is not None else False
 
 
+class Seen:
+    """What one set of request headers gave: the consent the cookie grants (until when),
+    and, when those headers alone decide them (``ConsentKitState.headers_decide``), the
+    locale and the head markup. A visitor's next page starts from it."""
+
+    __slots__ = ("banner_key", "consent", "cookie_value", "head", "locale", "valid_until")
+
+    def __init__(self, consent: ConsentState, cookie_value: str, valid_until: float) -> None:
+        self.consent = consent
+        self.cookie_value = cookie_value
+        self.valid_until = valid_until
+        self.locale: str | None = None
+        self.head: Markup | None = None
+        self.banner_key: tuple[Any, ...] | None = None
+
+
 class Visit:
     """What consentkit works out about the current request, each part once and on first
     use: the helpers of one page share it instead of each going through Flask's context
@@ -280,13 +305,15 @@ class Visit:
         "consent_from_cookie",
         "cookie_value",
         "request",
+        "seen",
+        "seen_key",
         "st",
         "withdrawn",
     )
 
     def __init__(self, app: Flask, req: Request) -> None:
         self.app = app
-        self.st = cast(ConsentKitState, app.extensions[EXTENSION_KEY])
+        self.st: ConsentKitState = app.extensions[EXTENSION_KEY]  # no cast(): a call
         self.request = req
         #: The consent state once the cookie has been read (then responses vary on it).
         self.consent: ConsentState | None = None
@@ -300,31 +327,47 @@ class Visit:
         self._locale: str | None = None
         self._nonce: tuple[str | None] | None = None
         self._here: str | None = None
+        #: What these request headers gave before, and the key to remember them under
+        #: (``None``: not remembered, the Cookie header is too long).
+        self.seen: Seen | None = None
+        self.seen_key: tuple[str, str, str, str] | None = None
 
     def read_consent(self) -> ConsentState:
-        if self.consent is None:
-            st = self.st
-            self.cookie_value = self._read_cookie()
-            # An empty value is undecided, without a look-up.
-            self.consent = st.codec.loads(
-                self.cookie_value, policy_version=st.settings.policy_version
+        consent = self.consent
+        if consent is not None:
+            return consent
+        st = self.st
+        environ = self.request.environ
+        header = environ.get("HTTP_COOKIE") or ""
+        if len(header) <= _MEMO_HEADER_LENGTH:  # keeps the memo's memory small
+            key = (
+                header,
+                environ.get("HTTP_ACCEPT_LANGUAGE") or "",
+                environ.get("HTTP_SEC_GPC") or "",
+                self.request.root_path,
             )
-            self.consent_from_cookie = True
-        return self.consent
-
-    def _read_cookie(self) -> str:
-        """The consent cookie as the browser sent it ("" when absent)."""
-        header = self.request.environ.get("HTTP_COOKIE")
-        if not header:
-            return ""
-        if len(header) > _MEMO_HEADER_LENGTH:  # keeps the memo's memory small
-            return self.request.cookies.get(self.st.settings.cookie_name) or ""
-        memo = self.st.cookie_values
-        value = memo.get(header)
-        if value is None:
-            value = self.request.cookies.get(self.st.settings.cookie_name) or ""
-            fragments.remember(memo, header, value)
-        return value
+            self.seen_key = key
+            seen = st.seen.get(key)
+            if seen is not None and time.time() <= seen.valid_until:
+                self.seen = seen
+                self.cookie_value = seen.cookie_value
+                self.consent_from_cookie = True
+                consent = self.consent = seen.consent
+                if seen.locale is not None:
+                    self._locale = seen.locale
+                return consent
+        # Parsed, verified (or found in the codec's own memo) and remembered.
+        value = self.request.cookies.get(st.settings.cookie_name, "") if header else ""
+        self.cookie_value = value
+        codec = st.codec
+        consent = codec.loads(value, policy_version=st.settings.policy_version)
+        self.consent = consent
+        self.consent_from_cookie = True
+        if self.seen_key is not None:
+            valid_until = codec.valid_until(consent) if consent.decided else _NO_EXPIRY
+            self.seen = Seen(consent, value, valid_until)
+            fragments.remember(st.seen, self.seen_key, self.seen)
+        return consent
 
     @property
     def gpc(self) -> bool:
@@ -363,6 +406,18 @@ class Visit:
                 fragments.remember(st.header_locales, header, found)
         return found or st.settings.default_locale
 
+    def remembers_page_parts(self) -> bool:
+        """Whether this request's locale and head are what its headers alone give (then
+        :class:`Seen` keeps them for the visitor's next page)."""
+        return (
+            self.seen is not None
+            and self.consent_from_cookie
+            and self.st.headers_decide
+            and "babel" not in self.app.extensions
+            and self.nonce is None
+            and not self.st.jinja_env.auto_reload
+        )
+
     @property
     def nonce(self) -> str | None:
         """The page's CSP nonce from the app's provider, else Flask-Talisman's, else None."""
@@ -390,9 +445,9 @@ class Visit:
         """Render through the per-app fragment cache (directly while templates
         auto-reload)."""
         nonce = self.nonce
-        if self.app.jinja_env.auto_reload:
+        if self.st.jinja_env.auto_reload:
             return fragments.fill(build(), here=self.here, nonce=nonce, state_json=state_json)
-        key = (*key, self.request.script_root, nonce is not None)
+        key = (*key, self.request.root_path, nonce is not None)
         return self.st.fragments.render(
             key, build, here=self.here, nonce=nonce, state_json=state_json
         )
@@ -408,25 +463,29 @@ def _visit(*, create: bool = True) -> Visit | None:
     """The current request's :class:`Visit`; ``None`` outside a request (or, with
     ``create=False``, when nothing in this request asked for it)."""
     try:
-        store = vars(g._get_current_object())
-    except RuntimeError:  # no application context
+        req = request._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:  # no request context
         return None
-    visit: Visit | None = store.get(_G_VISIT)
+    # Kept on the request object itself, as Flask-Talisman keeps its nonce: one context
+    # look-up per helper call instead of two.
+    visit: Visit | None = req.__dict__.get(_VISIT_ATTR)
     if visit is None and create:
-        try:
-            req = request._get_current_object()  # type: ignore[attr-defined]
-        except RuntimeError:  # an application context without a request
-            return None
         visit = Visit(current_app._get_current_object(), req)  # type: ignore[attr-defined]
-        store[_G_VISIT] = visit
+        req.__dict__[_VISIT_ATTR] = visit
     return visit
 
 
 def current_visit() -> Visit:
     """The current request's :class:`Visit` (a request context is required)."""
-    visit = _visit()
+    # _visit() spelled out: the page helpers call this on every page.
+    try:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:
+        raise RuntimeError("consentkit: this needs an active request") from None
+    visit: Visit | None = req.__dict__.get(_VISIT_ATTR)
     if visit is None:
-        raise RuntimeError("consentkit: this needs an active request")
+        visit = Visit(current_app._get_current_object(), req)  # type: ignore[attr-defined]
+        req.__dict__[_VISIT_ATTR] = visit
     return visit
 
 
@@ -441,6 +500,7 @@ def set_request_consent(state: ConsentState, *, withdrawn: tuple[str, ...] = ())
     visit = current_visit()
     visit.consent = state
     visit.consent_from_cookie = False
+    visit.seen = None  # what the cookie gave no longer describes this request
     visit.withdrawn = withdrawn
 
 
@@ -456,7 +516,11 @@ class TemplateConsent:
     __slots__ = ()
 
     def granted(self, category: str) -> bool:
-        return _request_consent().granted(category)
+        visit = _visit()
+        if visit is None:
+            return UNDECIDED.granted(category)
+        consent = visit.consent
+        return (consent if consent is not None else visit.read_consent()).granted(category)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(_request_consent(), name)
@@ -513,24 +577,35 @@ def _sentinel_context(locale: str, nonce: str | None) -> dict[str, Any]:
 def consentkit_head() -> Markup:
     """The client configuration, stylesheet and script tags for ``<head>``."""
     visit = current_visit()
+    consent = visit.consent
+    if consent is None:
+        consent = visit.read_consent()  # finds what these headers gave before, if any
+    seen = visit.seen
+    if (
+        seen is not None
+        and seen.head is not None
+        and visit.consent_from_cookie
+        and visit.nonce is None
+        and not visit.st.jinja_env.auto_reload
+    ):
+        return seen.head  # the same headers as a page before: the same head
     st = visit.st
     locale = visit.locale
+    nonce = visit.nonce
 
     def build() -> str:
         from .gating import consentkit_client_config
 
-        context = _sentinel_context(locale, visit.nonce)
+        context = _sentinel_context(locale, nonce)
         context["ck_config"] = {**consentkit_client_config(), "state": fragments.STATE}
         return render_template("consentkit/head.html", **context)
 
     def state() -> str:
-        consent, signal = visit.read_consent(), visit.gpc
+        signal = visit.gpc
         if consent is UNDECIDED:
             key = ("", signal)
         elif visit.consent_from_cookie:
-            # Keyed by the cookie itself, which is the state (and one object per header,
-            # thanks to cookie_values, so its hash is computed once).
-            key = (visit.cookie_value, signal)
+            key = (visit.cookie_value, signal)  # the cookie is the state
         else:  # a decision of this very request
             return _state_json_text(visit, consent, signal)
         found = st.state_json_cache.get(key)
@@ -539,7 +614,16 @@ def consentkit_head() -> Markup:
             fragments.remember(st.state_json_cache, key, found)
         return found
 
-    return visit.fragment(("head", locale), build, state)
+    if st.jinja_env.auto_reload:
+        return fragments.fill(build(), here=visit.here, nonce=nonce, state_json=state)
+    parts = st.fragments.parts(("head", locale, visit.request.root_path, nonce is not None), build)
+    head = fragments.join(parts, here=visit.here, nonce=nonce, state_json=state)
+    seen = visit.seen
+    if seen is not None and parts[1] == fragments.STATE_ONLY and visit.remembers_page_parts():
+        # Nothing of this head depends on the page: the visitor's next pages reuse it.
+        seen.locale = locale
+        seen.head = head
+    return head
 
 
 def _state_json_text(visit: Visit, consent: ConsentState, signal: bool) -> str:
@@ -548,26 +632,42 @@ def _state_json_text(visit: Visit, consent: ConsentState, signal: bool) -> str:
 
 
 def consentkit_banner() -> Markup:
-    """The first-layer banner (undecided visitors only), the in-page preferences panel and
-    the "Manage cookies" control."""
+    """The first-layer banner and the in-page panel (undecided visitors only), and the
+    "Manage cookies" control."""
     visit = current_visit()
-    locale = visit.locale
-    consent = visit.read_consent()
-    gpc_shown = visit.gpc and visit.st.settings.gpc == "strict"
-
-    def build() -> str:
-        return render_template("consentkit/banner.html", **_sentinel_context(locale, visit.nonce))
-
+    consent = visit.consent
+    if consent is None:
+        consent = visit.read_consent()
+    seen = visit.seen
+    if (
+        seen is not None
+        and seen.banner_key is not None
+        and visit.consent_from_cookie
+        and visit.nonce is None
+        and not visit.st.jinja_env.auto_reload
+    ):
+        # The variant is known from a page before: only the page's own path is new.
+        return visit.st.fragments.render(
+            seen.banner_key, lambda: _render_banner(visit), here=visit.here, nonce=None
+        )
     key = (
         "banner",
-        locale,
+        visit.locale,
         consent.decided,
         consent.preferences,
         consent.statistics,
         consent.marketing,
-        gpc_shown,
+        visit.gpc and visit.st.settings.gpc == "strict",
     )
-    return visit.fragment(key, build)
+    banner = visit.fragment(key, lambda: _render_banner(visit))
+    seen = visit.seen
+    if seen is not None and seen.locale is not None and visit.remembers_page_parts():
+        seen.banner_key = (*key, visit.request.root_path, False)
+    return banner
+
+
+def _render_banner(visit: Visit) -> str:
+    return render_template("consentkit/banner.html", **_sentinel_context(visit.locale, visit.nonce))
 
 
 def _category_title(name: str, texts: dict[str, Any]) -> str:
@@ -596,9 +696,12 @@ def _after_request(guard: CookieGuard) -> Callable[..., Any]:
                 sets_cookies = True
             elif lowered == "vary":
                 varies = True
-        response = guard(response, visit, sets_cookies=sets_cookies)
-        if visit is None:
-            visit = _visit(create=False)  # the guard may have read the consent
+        # The guard has nothing to do on a page that sets no cookie and is not the answer
+        # to a decision (``withdrawn`` marks one): the common case.
+        if sets_cookies or (visit is not None and visit.withdrawn is not None):
+            response = guard(response, visit, sets_cookies=sets_cookies)
+            if visit is None:
+                visit = _visit(create=False)  # the guard may have read the consent
         # A page that read the consent cookie differs per visitor: caches must key on it.
         if visit is not None and visit.consent is not None:
             if not varies:

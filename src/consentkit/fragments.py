@@ -48,7 +48,8 @@ def remember(memo: dict[K, V], key: K, value: V, *, limit: int = MEMO_SIZE) -> N
     memo[key] = value
 
 
-_STATE_ONLY = ("state",)
+#: The slots of a head fragment that has nothing per page but the visitor's state.
+STATE_ONLY = ("state",)
 
 # Slots of a split fragment, in the order they are filled.
 _SLOTS = {
@@ -131,7 +132,7 @@ def join(
     pieces, slots = parts
     if not slots:
         return Markup(pieces[0])  # noqa: S704 - rendered by an autoescaped template
-    if slots == _STATE_ONLY and state_json is not None:  # the head without a nonce
+    if slots == STATE_ONLY and state_json is not None:  # the head without a nonce
         return Markup(pieces[0] + state_json() + pieces[1])  # noqa: S704 - JSON made safe
     values: dict[str, str] = {}
     out = [pieces[0]]
@@ -164,6 +165,17 @@ class FragmentCache:
         self._filled: dict[tuple[tuple[Any, ...], str], Markup] = {}
         self._lock = threading.Lock()
 
+    def parts(
+        self, key: tuple[Any, ...], build: Callable[[], str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The split fragment of variant ``key`` (rendered by ``build`` the first time)."""
+        parts = self._fragments.get(key)
+        if parts is None:
+            parts = split(build())
+            with self._lock:
+                remember(self._fragments, key, parts, limit=MAX_VARIANTS)
+        return parts
+
     def render(
         self,
         key: tuple[Any, ...],
@@ -173,17 +185,13 @@ class FragmentCache:
         nonce: str | None,
         state_json: Callable[[], str] | None = None,
     ) -> Markup:
-        parts = self._fragments.get(key)
-        if parts is None:
-            parts = split(build())
-            with self._lock:
-                remember(self._fragments, key, parts, limit=MAX_VARIANTS)
         if nonce is not None or state_json is not None:
-            return join(parts, here=here, nonce=nonce, state_json=state_json)
-        filled = self._filled.get((key, here))
+            return join(self.parts(key, build), here=here, nonce=nonce, state_json=state_json)
+        filled_key = (key, here)
+        filled = self._filled.get(filled_key)
         if filled is None:
-            filled = join(parts, here=here, nonce=None)
-            remember(self._filled, (key, here), filled, limit=FILLED_SIZE)
+            filled = join(self.parts(key, build), here=here, nonce=None)
+            remember(self._filled, filled_key, filled, limit=FILLED_SIZE)
         return filled
 
     def clear(self) -> None:
