@@ -551,3 +551,41 @@ def test_a_late_replayed_decision_is_not_taken_for_the_latest(app: Flask) -> Non
     )
     assert replayed > later  # appended last
     assert state(app).store.last_granted([subject]) == ["functional"]
+
+
+# -- the request path's "anything waiting?" check -----------------------------------------
+
+
+def test_has_pending_looks_again_once_the_folder_changes(tmp_path, monkeypatch):
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    spool, other_worker = Spool(str(directory)), Spool(str(directory))
+    scans = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: scans.append(path) or real_scandir(path))
+    assert spool.has_pending() is False
+    assert spool.has_pending() is False
+    assert len(scans) == 2  # just modified: not trusted yet, scanned each time
+    settled = time.time() - 10
+    os.utime(directory, (settled, settled))
+    assert spool.has_pending() is False
+    assert spool.has_pending() is False
+    assert spool.has_pending() is False
+    assert len(scans) == 3  # settled and empty: one stat per call from now on
+    other_worker.write(*sample())  # another process spools a decision
+    assert spool.has_pending() is True
+    assert spool.has_pending() is True
+    assert len(scans) == 5
+
+
+def test_has_pending_sees_a_file_written_in_the_same_tick(tmp_path, monkeypatch):
+    """A file system whose clock has coarse ticks: the folder's time does not move when a
+    file is added right after a scan. The scan's result is then not trusted."""
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    spool = Spool(str(directory))
+    frozen = os.stat(directory).st_mtime_ns
+    assert spool.has_pending() is False
+    spool.write(*sample())
+    os.utime(directory, ns=(frozen, frozen))  # as if in the same tick as before
+    assert spool.has_pending() is True

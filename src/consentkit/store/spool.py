@@ -47,6 +47,9 @@ QUARANTINE = "quarantine"
 STALE_TMP_SECONDS = 3600
 #: Spool files replayed per existence query.
 REPLAY_BATCH = 100
+#: How old a folder's modification time must be before an empty scan is trusted until it
+#: changes (file systems keep times in ticks of up to a few milliseconds; some in seconds).
+SETTLED_NS = 2_000_000_000
 
 _TUPLE_FIELDS = ("granted", "denied", "withdrawn")
 _TIME_FIELDS = ("occurred_at", "expires_at")
@@ -162,6 +165,9 @@ class Spool:
 
     def __init__(self, directory: str) -> None:
         self.directory = os.path.abspath(directory)
+        # The folder's modification time when a scan last found it empty (see
+        # has_pending), or None.
+        self._empty_at: int | None = None
 
     # -- writing -------------------------------------------------------------------------
 
@@ -208,12 +214,28 @@ class Spool:
         return sorted(n for n in names if n.endswith(SUFFIX) and not n.startswith("."))
 
     def has_pending(self) -> bool:
-        """Cheap check for the request path: is anything waiting?"""
+        """Cheap check for the request path: is anything waiting?
+
+        One ``stat`` when nothing changed: adding or removing a file changes the folder's
+        modification time, so a folder found empty stays empty until that time moves. The
+        shortcut is taken only once that time is :data:`SETTLED_NS` old, so that a file
+        added within the same clock tick as the scan is never missed."""
         try:
-            with os.scandir(self.directory) as entries:
-                return any(e.name.endswith(SUFFIX) and not e.name.startswith(".") for e in entries)
+            mtime = os.stat(self.directory).st_mtime_ns
         except FileNotFoundError:
             return False
+        if mtime == self._empty_at:
+            return False
+        try:
+            with os.scandir(self.directory) as entries:
+                pending = any(
+                    e.name.endswith(SUFFIX) and not e.name.startswith(".") for e in entries
+                )
+        except FileNotFoundError:
+            return False
+        settled = time.time_ns() - mtime > SETTLED_NS
+        self._empty_at = mtime if not pending and settled else None
+        return pending
 
     def pending(self) -> int:
         return len(self.files())
