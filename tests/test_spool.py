@@ -589,3 +589,52 @@ def test_has_pending_sees_a_file_written_in_the_same_tick(tmp_path, monkeypatch)
     spool.write(*sample())
     os.utime(directory, ns=(frozen, frozen))  # as if in the same tick as before
     assert spool.has_pending() is True
+
+
+# -- PostgreSQL connections dropped by the server ----------------------------------------
+
+
+def _drop_connections(app: Flask) -> None:
+    """What a server restart or a proxy's idle timeout does to the pool's connections."""
+    url = make_url(app.extensions["consentkit"].settings.database_uri)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": url.database},
+            )
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("idle", [True, False])
+def test_a_connection_dropped_while_idle_is_replaced_before_use(
+    make_app, pg_server, monkeypatch, idle
+):
+    from consentkit.store import store as store_module
+
+    uri = pg_server.create_database(f"dropped_{'idle' if idle else 'busy'}")
+    app = make_app(CONSENTKIT_DATABASE_URI=uri)
+    client = app.test_client()
+    assert client.post("/consent", json={"action": "reject_all"}).status_code == 200
+    _drop_connections(app)
+    if idle:  # as if the pooled connection had not been used for a while
+        monkeypatch.setattr(store_module, "IDLE_PING_SECONDS", -1.0)
+    response = client.post("/consent", json={"action": "accept_all"})
+    assert response.status_code == 200  # acknowledged either way
+    if idle:
+        # Tested before use, replaced: written at once.
+        assert [r["action"] for r in log_rows(app)] == ["reject_all", "accept_all"]
+        assert spool_of(app).pending() == 0
+    else:
+        # Used a moment ago, so not tested: the insert failed and the decision waits in
+        # the spool, and the pool's connections were replaced.
+        assert spool_of(app).pending() == 1
+        assert client.post("/consent", json={"action": "reject_all"}).status_code == 200
+        assert spool_of(app).pending() == 0  # replayed before the new decision
+        assert [r["action"] for r in log_rows(app)] == ["reject_all", "accept_all", "reject_all"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, insert, select
 from sqlalchemy.engine import Connection, Row, make_url
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..categories import CATEGORY_NAMES
@@ -170,15 +171,44 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: A pooled connection idle for longer than this is tested before use (see make_engine).
+IDLE_PING_SECONDS = 5.0
+
+
 def make_engine(uri: str) -> Engine:
     url = make_url(uri)
-    options: dict[str, Any] = {}
-    if url.get_backend_name() != "sqlite":
-        options["pool_pre_ping"] = True
-    engine = create_engine(url, **options)
+    engine = create_engine(url)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        _ping_idle_connections(engine)
     return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Test a pooled connection before use when it sat idle long enough to have been
+    dropped (a server restart, a proxy's idle timeout), and let the pool replace a dead
+    one. ``pool_pre_ping`` would test every checkout: one more round trip per decision,
+    for connections used a moment ago. A connection that dies in use fails that statement;
+    a decision is then spooled, and SQLAlchemy replaces the pool's connections."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["consentkit_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("consentkit_idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= IDLE_PING_SECONDS:
+            return  # new, or used a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise DisconnectionError() from exc  # the pool connects again
+            raise
 
 
 class ConsentStore:
