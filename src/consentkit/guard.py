@@ -187,11 +187,14 @@ class CookieGuard:
 
     def _expire(self, response: Response, withdrawn: tuple[str, ...]) -> None:
         st = get_state()
-        state = _request_consent()
+        denied = _request_consent().denied_categories
+        catalogue = st.catalogue
+        if not any(catalogue[c].cookies for c in (*withdrawn, *denied) if c != FUNCTIONAL):
+            return  # no declared cookie to expire (an "accept all", say): no cookie parsing
         for expiry in cookies_to_expire(
-            st.catalogue,
+            catalogue,
             withdrawn=withdrawn,
-            denied=state.denied_categories,
+            denied=denied,
             present=request.cookies.keys(),
         ):
             response.delete_cookie(
