@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,6 +59,22 @@ def test_client_benchmarks() -> None:
             "x",
         )
     )
+    # The harness's own error: two copies of the app without consentkit.
+    twin = make_app(with_consentkit=False).test_client()
+    twin.set_cookie("eu-consent", cookie)
+    for _ in range(50):
+        twin.get("/article")
+    tc, td = interleave(lambda: twin.get("/article"), lambda: b.get("/article"), N)
+    report(
+        Result(
+            "B1",
+            "  control: no consentkit / no consentkit, test client (same harness)",
+            median_ratio(tc, td),
+            "reported",
+            None,
+            "x",
+        )
+    )
     tf, tb2 = interleave(lambda: first.get("/article"), lambda: b.get("/article"), N)
     ratio = median_ratio(tf, tb2)
     report(
@@ -79,6 +96,7 @@ _APP_MODULE = textwrap.dedent(
     from common import make_app
     with_ck = make_app(with_consentkit=True, database_uri={uri!r})
     without = make_app(with_consentkit=False)
+    also_without = make_app(with_consentkit=False)
     """
 )
 
@@ -100,6 +118,26 @@ def _wait(port: int) -> None:
     raise RuntimeError(f"gunicorn did not listen on {port}")
 
 
+def _cpus() -> tuple[set[int] | None, set[int] | None]:
+    """The CPU for the servers and the CPUs for the client. With one server process per app
+    and requests alternated, both servers on the same CPU and the client on another
+    give neither server a better seat (measured: the same app twice then differs by about
+    1 %, against 3 % when the scheduler places them)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None, None
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _pinned(command: list[str], cpus: set[int] | None) -> list[str]:
+    if cpus is None:
+        return command
+    return ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
+
+
 def gunicorn_benchmark() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ck-bench-gunicorn-"))
     uri = f"sqlite:///{workdir}/log.sqlite3"
@@ -107,29 +145,38 @@ def gunicorn_benchmark() -> None:
         _APP_MODULE.format(bench=str(ROOT / "benchmarks"), uri=uri)
     )
     gunicorn = Path(sys.executable).parent / "gunicorn"
+    server_cpus, client_cpus = _cpus()
+    if shutil.which("taskset") is None:
+        server_cpus = client_cpus = None
     procs = []
     ports = {}
-    for name in ("with_ck", "without"):
+    for name in ("with_ck", "without", "also_without"):
         port = _free_port()
         ports[name] = port
         procs.append(
             subprocess.Popen(
-                [
-                    str(gunicorn),
-                    "-w",
-                    "1",
-                    "-b",
-                    f"127.0.0.1:{port}",
-                    "--log-level",
-                    "warning",
-                    f"benchapp:{name}",
-                ],
+                _pinned(
+                    [
+                        str(gunicorn),
+                        "-w",
+                        "1",
+                        "-b",
+                        f"127.0.0.1:{port}",
+                        "--log-level",
+                        "warning",
+                        f"benchapp:{name}",
+                    ],
+                    server_cpus,
+                ),
                 cwd=workdir,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
         )
+    own_cpus = os.sched_getaffinity(0) if client_cpus is not None else None
     try:
+        if client_cpus is not None:
+            os.sched_setaffinity(0, client_cpus)
         for port in ports.values():
             _wait(port)
         # A returning visitor's cookie, issued by the server under test.
@@ -159,22 +206,39 @@ def gunicorn_benchmark() -> None:
 
         a = get(ports["with_ck"], {"Cookie": cookie})
         b = get(ports["without"], {"Cookie": cookie})
+        b2 = get(ports["also_without"], {"Cookie": cookie})
         for _ in range(100):
             a()
             b()
+            b2()
         ta, tb = interleave(a, b, N)
         ratio = median_ratio(ta, tb)
+        seat = "servers on one CPU, client on another" if server_cpus else "unpinned"
         report(
             Result(
                 "B1",
-                f"returning visitor / no consentkit, gunicorn + HTTP ({N} req. each)",
+                f"returning visitor / no consentkit, gunicorn + HTTP ({N} req. each, {seat})",
                 ratio,
                 "<= 1.05",
                 ratio <= 1.05,
                 "x",
             )
         )
+        # The harness's own error: the same app without consentkit on two servers.
+        tc, td = interleave(b2, b, N)
+        report(
+            Result(
+                "B1",
+                "  control: no consentkit / no consentkit, gunicorn + HTTP (same harness)",
+                median_ratio(tc, td),
+                "reported",
+                None,
+                "x",
+            )
+        )
     finally:
+        if own_cpus is not None:
+            os.sched_setaffinity(0, own_cpus)
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
