@@ -38,8 +38,8 @@ if TYPE_CHECKING:  # guard.py imports this module
 EXTENSION_KEY = "consentkit"
 #: Where a request's :class:`Visit` is kept, in ``g``. Measured through gunicorn, this
 #: costs less than keeping it on the request object or in the WSGI environ: reading an
-#: object's ``__dict__`` makes CPython keep that object's attributes in a real dictionary,
-#: and the request's are read all through a request.
+#: object's ``__dict__`` makes CPython (3.11+) stop keeping its attributes inline, which
+#: slows every later read of them, and the request's are read all through a request.
 _G_VISIT = "_consentkit_visit"
 #: Longer Cookie headers are parsed every time rather than remembered (a memo of 4,096
 #: headers of at most this length stays under 8 MB).
