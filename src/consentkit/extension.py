@@ -41,8 +41,8 @@ EXTENSION_KEY = "consentkit"
 #: object's ``__dict__`` makes CPython (3.11+) stop keeping its attributes inline, which
 #: slows every later read of them, and the request's are read all through a request.
 _G_VISIT = "_consentkit_visit"
-#: Longer Cookie headers are parsed every time rather than remembered (a memo of 4,096
-#: headers of at most this length stays under 8 MB).
+#: Longer Cookie headers are parsed every time rather than remembered (4,096 remembered
+#: headers of at most this length, with a head of about 1 KB each, stay under 13 MB).
 _MEMO_HEADER_LENGTH = 2048
 _NO_EXPIRY = float("inf")
 
