@@ -249,3 +249,60 @@ def test_the_same_headers_on_another_page_come_back_to_that_page(make_app: Any) 
     for n in (1, 2, 1, 3):
         html = client.get(f"/article/{n}").get_data(as_text=True)
         assert f'href="/consent?next=/article/{n}"' in html
+
+
+def test_a_cookie_signed_a_little_in_the_future_counts_once_its_time_comes(
+    make_app: Any, monkeypatch: Any
+) -> None:
+    """A server whose clock runs ahead signs a cookie the others cannot verify yet (its
+    signature is from the future): it must not stay "undecided" once it verifies."""
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+    client = app.test_client()
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 3)  # the signing server is 3 s ahead
+    client.post("/consent", json={"action": "accept_all"})
+    monkeypatch.setattr(time, "time", lambda: now)
+    assert page_state(client.get("/"))["decided"] is False
+    assert page_state(client.get("/"))["decided"] is False
+    monkeypatch.setattr(time, "time", lambda: now + 5)
+    assert page_state(client.get("/"))["decided"] is True
+
+
+def test_long_or_odd_headers_are_not_remembered(make_app: Any) -> None:
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+    client = app.test_client()
+    client.post("/consent", json={"action": "accept_all"})
+    memo = app.extensions["consentkit"].seen
+    languages = app.extensions["consentkit"].header_locales
+    client.get("/")
+    assert len(memo) == 1
+    long_languages = ", ".join(f"x{i}-y;q=0.{i % 9 + 1}" for i in range(60)) + ", fr"
+    assert len(long_languages) > 256
+    page = client.get("/", headers={"Accept-Language": long_languages})
+    assert page_locale(page) == "fr"  # read, not remembered
+    assert len(memo) == 1
+    assert long_languages not in languages
+    for value in ("yes", "0", "1" * 5000):  # anything but exactly "1" is no signal
+        assert page_state(client.get("/", headers={"Sec-GPC": value}))["gpc"] is False
+    assert len(memo) == 1
+    assert page_state(client.get("/", headers={"Sec-GPC": "1"}))["gpc"] is True
+    assert len(memo) == 2
+
+
+def test_under_a_script_root_the_forms_come_back_under_it(make_app: Any) -> None:
+    """A site mounted at /shop: the banner's ``next`` and the answer to a decision keep the
+    prefix (they used to drop it and send the visitor outside the site)."""
+    app: Flask = make_app(CONSENTKIT_DATABASE_URI="sqlite://")
+    client = app.test_client()
+    shop = "http://localhost/shop/"
+    html = client.get("/article/3?a=1", base_url=shop).get_data(as_text=True)
+    assert 'action="/shop/consent"' in html
+    assert 'name="next" value="/shop/article/3?a=1"' in html
+    assert 'href="/shop/consent?next=/shop/article/3%3Fa%3D1"' in html
+    response = client.post(
+        "/consent",
+        data={"action": "reject_all", "next": "/shop/article/3?a=1"},
+        base_url=shop,
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/shop/article/3?a=1"

@@ -41,9 +41,10 @@ EXTENSION_KEY = "consentkit"
 #: object's ``__dict__`` makes CPython (3.11+) stop keeping its attributes inline, which
 #: slows every later read of them, and the request's are read all through a request.
 _G_VISIT = "_consentkit_visit"
-#: Longer Cookie headers are parsed every time rather than remembered (4,096 remembered
-#: headers of at most this length, with a head of about 1 KB each, stay under 13 MB).
+#: Longer Cookie and Accept-Language headers are read every time rather than remembered:
+#: 4,096 remembered sets of headers, with a head of about 1 KB each, stay under 15 MB.
 _MEMO_HEADER_LENGTH = 2048
+_MEMO_LANGUAGES_LENGTH = 256
 _NO_EXPIRY = float("inf")
 
 LocaleSelector = Callable[[], Any]
@@ -344,11 +345,13 @@ class Visit:
         st = self.st
         environ = self.request.environ
         header = environ.get("HTTP_COOKIE") or ""
-        if len(header) <= _MEMO_HEADER_LENGTH:  # keeps the memo's memory small
+        languages = environ.get("HTTP_ACCEPT_LANGUAGE") or ""
+        # Long headers are not remembered: they keep the memo's memory small.
+        if len(header) <= _MEMO_HEADER_LENGTH and len(languages) <= _MEMO_LANGUAGES_LENGTH:
             key = (
                 header,
-                environ.get("HTTP_ACCEPT_LANGUAGE") or "",
-                environ.get("HTTP_SEC_GPC") or "",
+                languages,
+                "1" if environ.get("HTTP_SEC_GPC") == "1" else "",
                 self.request.root_path,
             )
             self.seen_key = key
@@ -368,10 +371,16 @@ class Visit:
         consent = codec.loads(value, policy_version=st.settings.policy_version)
         self.consent = consent
         self.consent_from_cookie = True
+        # Remembered when decided (until the cookie expires) or when there is no consent
+        # cookie at all. A cookie that did not verify is not: it may verify later (signed
+        # by a server whose clock is a little ahead, say), and must then count.
         if self.seen_key is not None:
-            valid_until = codec.valid_until(consent) if consent.decided else _NO_EXPIRY
-            self.seen = Seen(consent, value, valid_until)
-            fragments.remember(st.seen, self.seen_key, self.seen)
+            if consent.decided or not value:
+                valid_until = codec.valid_until(consent) if consent.decided else _NO_EXPIRY
+                self.seen = Seen(consent, value, valid_until)
+                fragments.remember(st.seen, self.seen_key, self.seen)
+            else:
+                st.seen.pop(self.seen_key, None)  # an expired one, say
         return consent
 
     @property
@@ -408,7 +417,8 @@ class Visit:
             if found is None:
                 values = self.request.accept_languages.values()
                 found = i18n.negotiate(values, supported) or ""
-                fragments.remember(st.header_locales, header, found)
+                if len(header) <= _MEMO_LANGUAGES_LENGTH:
+                    fragments.remember(st.header_locales, header, found)
         return found or st.settings.default_locale
 
     def remembers_page_parts(self) -> bool:
@@ -438,7 +448,8 @@ class Visit:
         if self._here is None:
             req = self.request
             query = req.query_string.decode("latin-1")
-            self._here = req.path + ("?" + query if query else "")
+            # With the script root: the answer to a decision redirects to it as it is.
+            self._here = req.root_path + req.path + ("?" + query if query else "")
         return self._here
 
     def fragment(
@@ -551,6 +562,7 @@ def template_context(locale: str | None = None) -> dict[str, Any]:
         "ck_gpc": gpc_signal() and st.settings.gpc == "strict",
         "ck_here": _here(),
         "action_labels": _action_labels(gettext, notice.texts),
+        "ck_fragment": False,  # True: GET /consent/panel renders panel.html alone
     }
 
 
