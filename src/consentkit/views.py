@@ -373,6 +373,7 @@ def panel() -> Response:
     context = template_context(locale)
     # The decision form would refuse a longer ``next`` (DecisionSchema): the page instead.
     context["ck_here"] = safe_next(back) if back is not None and len(back) <= 2048 else "/"
+    context["ck_fragment"] = True
     response = Response(render_template("consentkit/panel.html", **context), mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -441,3 +441,28 @@ def test_manage_cookies_goes_to_the_preferences_page_when_the_panel_cannot_load(
     expect(page.get_by_role("heading", name="Gérer le consentement aux cookies")).to_be_visible()
     expect(page.locator("#ck-toggle-statistics")).not_to_be_checked()
     assert [e for e in page.watch.errors if "Failed to load resource" not in e] == []
+
+
+def test_a_panel_fetched_from_a_placeholder_is_styled_and_saves_in_place(site, new_page):
+    page = new_page()
+    page.goto(site.page_url)
+    button(banner(page), "Reject all").click()
+    expect(page.locator("#ck-done")).to_be_visible()
+    page.goto(site.page_url)
+    page.evaluate("window.__sameDocument = true")
+    placeholder = page.locator("[data-consentkit-placeholder=marketing]")
+    placeholder.get_by_role("link", name="Manage cookies").click()  # outside .ck-root
+    dialog = page.get_by_role("dialog", name="Manage cookie consent")
+    expect(dialog).to_be_visible()
+    # The theme applies: a background of its own, not the page's backdrop showing through.
+    background = dialog.evaluate("d => getComputedStyle(d).backgroundColor")
+    assert background not in ("rgba(0, 0, 0, 0)", "transparent")
+    assert dialog.evaluate("d => d.closest('[lang]').lang") == "en"
+    dialog.get_by_role("checkbox", name="Marketing").check()
+    button(dialog, "Save my choices").click()
+    expect(dialog).to_be_hidden()
+    page.wait_for_function("() => window.__marketing === true")
+    assert page.evaluate("window.__sameDocument") is True  # saved with fetch, no reload
+    expect(page.locator("iframe[title=Video]")).to_be_visible()
+    assert [r["granted"] for r in log_rows(site.app)] == ["functional", "functional,marketing"]
+    assert_clean(page)

@@ -179,7 +179,7 @@
     busy = 1;
     fetch(cfg.preferencesUrl + "/panel?locale=" + cfg.locale + "&next=" + encodeURIComponent(location.pathname + location.search))
       .then(function (r) { if (!r.ok) throw 0; return r.text(); })
-      .then(function (h) { (open.closest(".ck-root") || d.body).insertAdjacentHTML("afterbegin", h); found(); show(); })
+      .then(function (h) { d.body.insertAdjacentHTML("beforeend", h); found(); show(); })
       .catch(function () { location.href = open.href || cfg.preferencesUrl; })
       .then(function () { busy = 0; });
   }
