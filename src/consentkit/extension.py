@@ -421,16 +421,26 @@ class Visit:
                     fragments.remember(st.header_locales, header, found)
         return found or st.settings.default_locale
 
+    def page_seen(self) -> Seen | None:
+        """What these headers gave before, if this page may reuse the markup kept there: its
+        consent is the cookie's, it has no CSP nonce and templates are not reloading."""
+        seen = self.seen
+        if (
+            seen is not None
+            and self.consent_from_cookie
+            and self.nonce is None
+            and not self.st.jinja_env.auto_reload
+        ):
+            return seen
+        return None
+
     def remembers_page_parts(self) -> bool:
         """Whether this request's locale and head are what its headers alone give (then
         :class:`Seen` keeps them for the visitor's next page)."""
         return (
-            self.seen is not None
-            and self.consent_from_cookie
+            self.page_seen() is not None
             and self.st.headers_decide
             and "babel" not in self.app.extensions
-            and self.nonce is None
-            and not self.st.jinja_env.auto_reload
         )
 
     @property
@@ -529,10 +539,8 @@ class TemplateConsent:
 
     def granted(self, category: str) -> bool:
         visit = _visit()
-        if visit is None:
-            return UNDECIDED.granted(category)
-        consent = visit.consent
-        return (consent if consent is not None else visit.read_consent()).granted(category)
+        consent = visit.read_consent() if visit is not None else UNDECIDED
+        return consent.granted(category)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(_request_consent(), name)
@@ -590,17 +598,9 @@ def _sentinel_context(locale: str, nonce: str | None) -> dict[str, Any]:
 def consentkit_head() -> Markup:
     """The client configuration, stylesheet and script tags for ``<head>``."""
     visit = current_visit()
-    consent = visit.consent
-    if consent is None:
-        consent = visit.read_consent()  # finds what these headers gave before, if any
-    seen = visit.seen
-    if (
-        seen is not None
-        and seen.head is not None
-        and visit.consent_from_cookie
-        and visit.nonce is None
-        and not visit.st.jinja_env.auto_reload
-    ):
+    consent = visit.read_consent()  # finds what these headers gave before, if any
+    seen = visit.page_seen()
+    if seen is not None and seen.head is not None:
         return seen.head  # the same headers as a page before: the same head
     st = visit.st
     locale = visit.locale
@@ -648,17 +648,9 @@ def consentkit_banner() -> Markup:
     """The first-layer banner and the in-page panel (undecided visitors only), and the
     "Manage cookies" control."""
     visit = current_visit()
-    consent = visit.consent
-    if consent is None:
-        consent = visit.read_consent()
-    seen = visit.seen
-    if (
-        seen is not None
-        and seen.banner_key is not None
-        and visit.consent_from_cookie
-        and visit.nonce is None
-        and not visit.st.jinja_env.auto_reload
-    ):
+    consent = visit.read_consent()
+    seen = visit.page_seen()
+    if seen is not None and seen.banner_key is not None:
         # The variant is known from a page before: only the page's own path is new.
         return visit.st.fragments.render(
             seen.banner_key, lambda: _render_banner(visit), here=visit.here, nonce=None
