@@ -36,18 +36,26 @@ class Writer:
     """A write function whose first call holds until the test lets it go, so that the other
     callers queue up behind it deterministically."""
 
-    def __init__(self, reject: set[int] | None = None, fail: BaseException | None = None):
+    def __init__(
+        self,
+        reject: set[int] | None = None,
+        fail: BaseException | None = None,
+        fail_first: BaseException | None = None,
+    ):
         self.batches: list[list[int]] = []
         self.entered = threading.Event()
         self.release = threading.Event()
         self.reject = reject or set()
-        self.fail = fail
+        self.fail = fail  # raised by every batch after the first
+        self.fail_first = fail_first  # raised by the first batch once it is let go
 
     def __call__(self, items: Sequence[int]) -> list[int]:
         self.batches.append(list(items))
         if len(self.batches) == 1:
             self.entered.set()
             assert self.release.wait(10)
+            if self.fail_first is not None:
+                raise self.fail_first
         if self.fail is not None and len(self.batches) > 1:
             raise self.fail
         if any(item in self.reject for item in items):
@@ -141,35 +149,11 @@ def test_a_database_error_reaches_every_caller_of_the_batch():
 def test_rows_queued_during_a_failed_commit_fail_at_once():
     """While the database is down, a row queued behind a failing commit gets that error
     (and can be spooled) instead of waiting for a connection timeout of its own."""
-    entered, release = threading.Event(), threading.Event()
-    calls: list[list[int]] = []
     down = OSError("database unreachable")
-
-    def write(items: Sequence[int]) -> list[int]:
-        calls.append(list(items))
-        entered.set()
-        assert release.wait(10)
-        raise down
-
-    group: GroupCommit[int, int] = GroupCommit(write)
-    outcomes: dict[int, Any] = {}
-
-    def call(item: int) -> None:
-        try:
-            outcomes[item] = group.submit(item)
-        except BaseException as exc:
-            outcomes[item] = exc
-
-    first = threading.Thread(target=call, args=(1,))
-    first.start()
-    assert entered.wait(10)
-    second = threading.Thread(target=call, args=(2,))
-    second.start()
-    _wait_until(lambda: group.waiting == 1)
-    release.set()
-    first.join(10)
-    second.join(10)
-    assert calls == [[1]]  # the queued row was not written after the failure
+    writer = Writer(fail_first=down)
+    group: GroupCommit[int, int] = GroupCommit(writer)
+    outcomes = _submit_concurrently(group, writer, [1, 2])
+    assert writer.batches == [[1]]  # the queued row was not written after the failure
     assert outcomes[1].__cause__ is down
     assert outcomes[2].__cause__ is down
     assert group.waiting == 0

@@ -54,6 +54,13 @@ def assert_nothing_ran(page):
     assert not {"_stat_js", "_pk_id.1.abc", "_pk_ses.1.abc", "video_id"} & cookie_names(page)
 
 
+def refuse_on_first_visit(page, url, label="Reject all"):
+    """A first visit that rejects everything, waiting until the choice is saved."""
+    page.goto(url)
+    button(banner(page), label).click()
+    expect(page.locator("#ck-done")).to_be_visible()
+
+
 def assert_clean(page):
     assert page.watch.csp_violations() == []
     assert page.watch.errors == []
@@ -394,9 +401,7 @@ def test_a_failed_catch_up_after_back_leaves_the_page_working(site, new_page):
 
 def test_a_returning_visitors_page_fetches_the_panel_once_when_needed(site, new_page):
     page = new_page()
-    page.goto(site.page_url)
-    button(banner(page), "Reject all").click()
-    expect(page.locator("#ck-done")).to_be_visible()
+    refuse_on_first_visit(page, site.page_url)
     fetched = []
     page.on("request", lambda r: fetched.append(r.url) if "/consent/panel" in r.url else None)
     page.goto(site.url + "/t/other?x=1&y=2")
@@ -428,9 +433,7 @@ def test_a_returning_visitors_page_fetches_the_panel_once_when_needed(site, new_
 
 def test_manage_cookies_goes_to_the_preferences_page_when_the_panel_cannot_load(site, new_page):
     page = new_page(locale="fr-FR")
-    page.goto(site.page_url)
-    button(banner(page), "Tout refuser").click()
-    expect(page.locator("#ck-done")).to_be_visible()
+    refuse_on_first_visit(page, site.page_url, "Tout refuser")
     page.goto(site.page_url)
     page.route(
         "**/consent/panel*",
@@ -445,9 +448,7 @@ def test_manage_cookies_goes_to_the_preferences_page_when_the_panel_cannot_load(
 
 def test_a_panel_fetched_from_a_placeholder_is_styled_and_saves_in_place(site, new_page):
     page = new_page()
-    page.goto(site.page_url)
-    button(banner(page), "Reject all").click()
-    expect(page.locator("#ck-done")).to_be_visible()
+    refuse_on_first_visit(page, site.page_url)
     page.goto(site.page_url)
     page.evaluate("window.__sameDocument = true")
     placeholder = page.locator("[data-consentkit-placeholder=marketing]")
