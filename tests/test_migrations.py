@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,10 +34,13 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import OperationalError
 
 from consentkit import migrations
 from consentkit.migrations import BASELINE, VERSION_TABLE, SchemaOutOfDate
 from consentkit.store import ConsentStore, metadata
+from consentkit.store import store as store_module
+from consentkit.store.store import make_engine
 from test_http import cookie_of
 
 # -- the first release's schema, frozen here as it shipped ------------------------------------
@@ -299,6 +305,47 @@ def test_workers_starting_together_on_a_fresh_database(database_uri):
     assert results == ["ok"] * 4
     assert version_rows(database_uri) == [migrations.head()]
     assert schema_diff(database_uri) == []
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another process's view of a fresh file: a rollback-journal database with a write
+    transaction open, the moment when SQLite refuses the switch to WAL at once."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE host_table (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO host_table VALUES (1)")
+    return holder
+
+
+def test_a_new_connection_waits_for_another_writer_before_switching_to_wal(tmp_path):
+    path = tmp_path / "log.sqlite3"
+    holder = _hold_write_lock(path)
+    release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+    release.start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("SELECT x FROM host_table")).scalars().all() == [1]
+    finally:
+        release.join()
+        engine.dispose()
+        holder.close()
+
+
+def test_a_lock_held_past_the_busy_timeout_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_SECONDS", 0.2)
+    path = tmp_path / "log.sqlite3"
+    holder = _hold_write_lock(path)
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            engine.connect()
+    finally:
+        engine.dispose()
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
 
 def test_a_failed_schema_change_leaves_nothing_behind(database_uri):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -161,14 +162,42 @@ def _signature(keys: LogKeys, stream_id: str, seq: int, values: dict[str, Any]) 
     return {"stream_id": stream_id, "stream_seq": seq, "key_id": kid, "mac": mac}
 
 
+#: How long a new SQLite connection waits for another one's lock (busy_timeout, and
+#: the retries of the switch to WAL below).
+SQLITE_BUSY_SECONDS = 10.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside the writer; the busy timeout makes concurrent writers
-    # (several gunicorn workers) wait their turn instead of failing with "locked".
+    # The busy timeout makes concurrent writers (several gunicorn workers) wait their turn
+    # instead of failing with "locked"; WAL lets readers run beside the writer.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+        _use_wal(cursor)
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (a property of the file, kept once set).
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once,
+    without its busy handler, when another connection holds a lock meanwhile: workers
+    starting together on a fresh file hit this. Retry until the busy timeout is spent."""
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 #: A pooled connection idle for longer than this is tested before use (see make_engine).
