@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select as io_select
 import sqlite3
 import threading
 import time
@@ -215,11 +216,15 @@ def make_engine(uri: str) -> Engine:
 
 
 def _ping_idle_connections(engine: Engine) -> None:
-    """Test a pooled connection before use when it sat idle long enough to have been
-    dropped (a server restart, a proxy's idle timeout), and let the pool replace a dead
-    one. ``pool_pre_ping`` would test every checkout: one more round trip per decision,
-    for connections used a moment ago. A connection that dies in use fails that statement;
-    a decision is then spooled, and SQLAlchemy replaces the pool's connections."""
+    """Make sure a pooled connection still works before it is used, and let the pool
+    replace a dead one (a server restart, a failover, a proxy's idle timeout).
+
+    ``pool_pre_ping`` would cost a round trip per decision. Instead: a connection whose
+    socket has something to read while it sits in the pool was closed by the server (it
+    sends its "terminating connection" error, or end of file, to idle connections), which
+    a non-blocking poll sees for about a microsecond; and one idle for longer than
+    :data:`IDLE_PING_SECONDS` is pinged, for drops no message announces. A connection that
+    dies in use fails that statement; a decision is then spooled."""
     dialect = engine.dialect
 
     @event.listens_for(engine, "checkin")
@@ -230,14 +235,33 @@ def _ping_idle_connections(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.get("consentkit_idle_since")
-        if idle_since is None or time.monotonic() - idle_since <= IDLE_PING_SECONDS:
-            return  # new, or used a moment ago
+        if idle_since is None:
+            return  # just connected
+        if time.monotonic() - idle_since <= IDLE_PING_SECONDS:
+            if not closed_by_server(dbapi_connection):
+                return  # used a moment ago, and nothing says it was closed since
+            raise DisconnectionError("the server closed this pooled connection")
         try:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
             if dialect.is_disconnect(exc, dbapi_connection, None):
                 raise DisconnectionError() from exc  # the pool connects again
             raise
+
+
+def closed_by_server(dbapi_connection: Any) -> bool:
+    """Whether an idle connection's socket has data waiting: with no query in flight, that
+    is the server's goodbye (consentkit never LISTENs). False when it cannot tell."""
+    poll = getattr(io_select, "poll", None)
+    try:
+        fd = dbapi_connection.fileno()
+    except Exception:  # no socket to look at (closed, or another driver)
+        return False
+    if poll is None or not isinstance(fd, int) or fd < 0:
+        return False
+    poller = poll()
+    poller.register(fd, io_select.POLLIN | io_select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 class ConsentStore:
