@@ -4,6 +4,7 @@ Customise, Manage cookies, withdrawal, in French and English, under a strict CSP
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from conftest import log_rows
@@ -444,6 +445,51 @@ def test_manage_cookies_goes_to_the_preferences_page_when_the_panel_cannot_load(
     expect(page.get_by_role("heading", name="Gérer le consentement aux cookies")).to_be_visible()
     expect(page.locator("#ck-toggle-statistics")).not_to_be_checked()
     assert [e for e in page.watch.errors if "Failed to load resource" not in e] == []
+
+
+def test_a_host_opener_without_href_falls_back_to_the_preferences_page_of_this_page(site, new_page):
+    page = new_page()
+    refuse_on_first_visit(page, site.page_url)
+    page.goto(site.url + "/t/other?x=1")
+    page.route(
+        "**/consent/panel*",
+        lambda route: route.fulfill(status=503, content_type="text/plain", body="busy"),
+    )
+    # A site's own control, a button: no link to fall back on.
+    page.evaluate(
+        "document.body.insertAdjacentHTML('beforeend',"
+        " '<button type=button data-consentkit-open>Cookie settings</button>')"
+    )
+    page.get_by_role("button", name="Cookie settings").click()
+    page.wait_for_url(re.compile(r"/consent\?next=%2Ft%2Fother%3Fx%3D1$"))
+    # Its forms come back to the page the visitor was on.
+    assert page.locator("input[name=next]").first.input_value() == "/t/other?x=1"
+
+
+def test_a_placeholder_allows_while_the_panel_is_still_loading(site, new_page):
+    page = new_page()
+    refuse_on_first_visit(page, site.page_url)
+    page.goto(site.page_url)
+    page.evaluate("window.__sameDocument = true")
+    held: list[Any] = []
+    page.route("**/consent/panel*", lambda route: held.append(route))  # slow to answer
+    page.locator("#ck-manage").click()
+    for _ in range(100):  # routes are handed over while Playwright is waited on
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert len(held) == 1
+    placeholder = page.locator("[data-consentkit-placeholder=marketing]")
+    placeholder.get_by_role("button").click()  # not ignored because the panel is loading
+    page.wait_for_function("() => window.__marketing === true")
+    expect(page.locator("iframe[title=Video]")).to_be_visible()
+    assert [r["granted"] for r in log_rows(site.app)] == ["functional", "functional,marketing"]
+    held[0].continue_()  # the panel arrives, showing the choice just made
+    dialog = page.get_by_role("dialog", name="Manage cookie consent")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("checkbox", name="Marketing")).to_be_checked()
+    assert page.evaluate("window.__sameDocument") is True
+    assert_clean(page)
 
 
 def test_a_panel_fetched_from_a_placeholder_is_styled_and_saves_in_place(site, new_page):

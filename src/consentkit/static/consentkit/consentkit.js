@@ -10,7 +10,7 @@
   var $ = function (id) { return d.getElementById(id); };
   var all = function (sel, root) { return [].slice.call((root || d).querySelectorAll(sel)); };
   var banner = $("ck-banner"), done, panel;
-  var opener, busy;
+  var opener, busy, loading;
 
   function granted(s, c) { return s.granted.indexOf(c) > -1; }
   function json(r) { if (!r.ok) throw r.status; return r.json(); }
@@ -175,13 +175,14 @@
 
   // No panel on a returning visitor's page: fetch it, else go to the preferences page.
   function load(open) {
-    if (busy) return;
-    busy = 1;
-    fetch(cfg.preferencesUrl + "/panel?locale=" + cfg.locale + "&next=" + encodeURIComponent(location.pathname + location.search))
+    if (loading) return;
+    loading = 1;
+    var next = "next=" + encodeURIComponent(location.pathname + location.search);
+    fetch(cfg.preferencesUrl + "/panel?locale=" + cfg.locale + "&" + next)
       .then(function (r) { if (!r.ok) throw 0; return r.text(); })
       .then(function (h) { d.body.insertAdjacentHTML("beforeend", h); found(); show(); })
-      .catch(function () { location.href = open.href || cfg.preferencesUrl; })
-      .then(function () { busy = 0; });
+      .catch(function () { location.href = open.href || cfg.preferencesUrl + "?" + next; })
+      .then(function () { loading = 0; });
   }
 
   d.addEventListener("click", function (e) {
