@@ -5,6 +5,7 @@ refused (decisions wait in the spool) until ``flask consentkit db upgrade``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import sqlite3
@@ -345,7 +346,8 @@ def test_a_lock_held_past_the_busy_timeout_is_an_error_not_a_hang(tmp_path, monk
         engine.dispose()
         holder.execute("ROLLBACK")
         holder.close()
-    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    with contextlib.closing(sqlite3.connect(path)) as check:  # left as it was
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
 
 def test_a_failed_schema_change_leaves_nothing_behind(database_uri):
