@@ -473,10 +473,14 @@ class Visit:
         nonce = self.nonce
         if self.st.jinja_env.auto_reload:
             return fragments.fill(build(), here=self.here, nonce=nonce, state_json=state_json)
-        key = (*key, self.request.root_path, nonce is not None)
         return self.st.fragments.render(
-            key, build, here=self.here, nonce=nonce, state_json=state_json
+            self.variant_key(key), build, here=self.here, nonce=nonce, state_json=state_json
         )
+
+    def variant_key(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The fragment cache's key for a fragment of variant ``key`` on this request: the
+        script root and whether there is a nonce change the markup too."""
+        return (*key, self.request.root_path, self.nonce is not None)
 
 
 def _talisman_nonce(req: Request) -> str | None:
@@ -629,7 +633,7 @@ def consentkit_head() -> Markup:
 
     if st.jinja_env.auto_reload:
         return fragments.fill(build(), here=visit.here, nonce=nonce, state_json=state)
-    parts = st.fragments.parts(("head", locale, visit.request.root_path, nonce is not None), build)
+    parts = st.fragments.parts(visit.variant_key(("head", locale)), build)
     head = fragments.join(parts, here=visit.here, nonce=nonce, state_json=state)
     seen = visit.seen
     if seen is not None and parts[1] == fragments.STATE_ONLY and visit.remembers_page_parts():
@@ -667,7 +671,7 @@ def consentkit_banner() -> Markup:
     banner = visit.fragment(key, lambda: _render_banner(visit))
     seen = visit.seen
     if seen is not None and seen.locale is not None and visit.remembers_page_parts():
-        seen.banner_key = (*key, visit.request.root_path, False)
+        seen.banner_key = visit.variant_key(key)
     return banner
 
 

@@ -17,7 +17,10 @@ from marshmallow import (
 from .categories import OPTIONAL_CATEGORIES
 from .state import ACTIONS, SURFACES, ConsentState
 
-__all__ = ["DecisionSchema", "RecordSchema", "ValidationError", "state_json"]
+__all__ = ["NEXT_MAX_LENGTH", "DecisionSchema", "RecordSchema", "ValidationError", "state_json"]
+
+#: The longest ``next`` (the page to come back to) a decision accepts.
+NEXT_MAX_LENGTH = 2048
 
 
 class DecisionSchema(Schema):
@@ -34,7 +37,7 @@ class DecisionSchema(Schema):
         validate=validate.Length(max=len(OPTIONAL_CATEGORIES) * 2),
     )
     surface = fields.String(load_default="banner", validate=validate.OneOf(SURFACES))
-    next = fields.String(load_default=None, validate=validate.Length(max=2048))
+    next = fields.String(load_default=None, validate=validate.Length(max=NEXT_MAX_LENGTH))
     locale = fields.String(load_default=None, validate=validate.Length(max=16))
 
     @validates_schema

@@ -28,7 +28,7 @@ from .extension import (
     set_request_consent,
     template_context,
 )
-from .schemas import DecisionSchema, RecordSchema
+from .schemas import NEXT_MAX_LENGTH, DecisionSchema, RecordSchema
 from .signals import consent_withdrawn, decision_recorded
 from .state import UNDECIDED, decide
 from .store import STORE_ERRORS, NewRecord, NoticeCopy
@@ -363,16 +363,15 @@ def panel() -> Response:
     if locale is None:
         locale = current_locale()
     elif locale not in st.settings.locales:
+        problem = f"must be one of {', '.join(st.settings.locales)}"
         return error_response(
-            400,
-            f"locale: must be one of {', '.join(st.settings.locales)}",
-            {"locale": [f"must be one of {', '.join(st.settings.locales)}"]},
-            as_json=wants_json(),
+            400, f"locale: {problem}", {"locale": [problem]}, as_json=wants_json()
         )
     back = request.args.get("next")
     context = template_context(locale)
     # The decision form would refuse a longer ``next`` (DecisionSchema): the page instead.
-    context["ck_here"] = safe_next(back) if back is not None and len(back) <= 2048 else "/"
+    fits = back is not None and len(back) <= NEXT_MAX_LENGTH
+    context["ck_here"] = safe_next(back) if fits else "/"
     context["ck_fragment"] = True
     response = Response(render_template("consentkit/panel.html", **context), mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
